@@ -1,0 +1,33 @@
+"""Every node of the pack, registered under its class name."""
+
+from .ace_step import (AceStepAudioInpaint, AceStepAudioOutpaint, AceStepAudioToAudio, AceStepPromptToAudio,
+                       AceStepTextToAudio)
+from .cassette import CassetteMusic, CassetteSoundEffects
+from .client import FalClientNode
+from .diffrhythm import DiffRhythm
+from .elevenlabs import ElevenLabsSoundEffects
+from .lyria import Lyria2
+from .minimax import MiniMaxMusic
+from .mmaudio import MMAudioTextToAudio
+from .yue import YuE
+
+# Class names are prefixed so they cannot collide with other packs' node types.
+_NODES = {
+    "FalAudioClient": FalClientNode,
+    "FalAudioLyria2": Lyria2,
+    "FalAudioAceStep": AceStepTextToAudio,
+    "FalAudioAceStepPromptToAudio": AceStepPromptToAudio,
+    "FalAudioAceStepInpaint": AceStepAudioInpaint,
+    "FalAudioAceStepOutpaint": AceStepAudioOutpaint,
+    "FalAudioAceStepAudioToAudio": AceStepAudioToAudio,
+    "FalAudioCassetteMusic": CassetteMusic,
+    "FalAudioCassetteSoundEffects": CassetteSoundEffects,
+    "FalAudioDiffRhythm": DiffRhythm,
+    "FalAudioElevenLabsSoundEffects": ElevenLabsSoundEffects,
+    "FalAudioYuE": YuE,
+    "FalAudioMMAudioTextToAudio": MMAudioTextToAudio,
+    "FalAudioMiniMaxMusic": MiniMaxMusic,
+}
+
+NODE_CLASS_MAPPINGS = dict(_NODES)
+NODE_DISPLAY_NAME_MAPPINGS = {name: cls.DISPLAY_NAME for name, cls in _NODES.items()}

@@ -1,0 +1,129 @@
+"""What every fal model node shares: turn widget values into requests, run them, return AUDIO.
+
+A model node declares ENDPOINT, its INPUT_TYPES, and at most a validate() and an
+outputs(); everything about transport, journal, progress and cancel lives in utils.
+"""
+
+import asyncio
+from typing import Dict, List
+
+from ..utils import audio as audio_io
+from ..utils import comfy
+from ..utils.errors import invalid
+from ..utils.job import CallOptions, Job, JobResult, Upload
+
+# Inputs that steer the node rather than being sent to the model.
+CONTROL_INPUTS = ("seed", "takes", "fal_client", "unique_id")
+
+
+class FalAudioNode:
+    ENDPOINT = ""
+    DISPLAY_NAME = ""
+    DESCRIPTION = ""
+    CATEGORY = "audio/fal"
+    FUNCTION = "generate"
+    RETURN_TYPES = ("AUDIO",)
+    RETURN_NAMES = ("audio",)
+    API_NODE = True  # ComfyUI shows paid API nodes with a badge
+    # Response field holding the generated file.
+    RESULT_FILE = "audio"
+    # Does the model take `seed`? If not, the seed only selects a new take.
+    SENDS_SEED = True
+    # Text inputs that must not be empty.
+    REQUIRED_TEXT = ()
+    # Audio sockets: node input name -> request field that receives its uploaded URL.
+    AUDIO_INPUTS: Dict[str, str] = {}
+    # Widget values that mean "not set: let fal apply its own default" (not sent).
+    UNSET: Dict[str, object] = {}
+
+    def validate(self, request: dict, clips: Dict[str, dict]) -> None:
+        """Model-specific checks before paying; raise utils.errors.invalid(...)."""
+
+    def outputs(self, results: List[JobResult]) -> tuple:
+        return (audio_io.stack([r.audio for r in results]),)
+
+    def check(self, rule_holds: bool, field: str, rule: str) -> None:
+        if not rule_holds:
+            raise invalid(self.DISPLAY_NAME, field, rule)
+
+    def _base_request(self, inputs: dict) -> dict:
+        request = {}
+        for name, value in inputs.items():
+            if name in CONTROL_INPUTS or name in self.AUDIO_INPUTS:
+                continue
+            if name in self.REQUIRED_TEXT:
+                self.check(isinstance(value, str) and value.strip() != "", name, "is required and is empty")
+            if isinstance(value, str) and value.strip() == "":
+                continue  # empty optional text: the service applies its own default
+            if name in self.UNSET and value == self.UNSET[name]:
+                continue
+            request[name] = value
+        return request
+
+    def requests(self, inputs: dict) -> list:
+        """Every (request, take_key, label) this run pays for: clips of a batch x takes."""
+        base = self._base_request(inputs)
+        takes = int(inputs.get("takes", 1))
+        seed = int(inputs.get("seed", 0))
+        clip_lists = {}
+        for socket, field in self.AUDIO_INPUTS.items():
+            if inputs.get(socket) is not None:
+                clip_lists[socket] = audio_io.clips(inputs[socket], self.DISPLAY_NAME, socket)
+        # A batch of input clips is processed clip by clip (one request each), on purpose.
+        batch = max([len(c) for c in clip_lists.values()] or [1])
+        for socket, clips in clip_lists.items():
+            self.check(len(clips) in (1, batch), socket, f"has {len(clips)} clips but another audio input has {batch}")
+        planned = []
+        for index in range(batch):
+            clips = {s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()}
+            self.validate(base, clips)
+            for take in range(takes):
+                request = dict(base)
+                for socket, clip in clips.items():
+                    request[self.AUDIO_INPUTS[socket]] = Upload.from_clip(clip, f"{socket}.wav")
+                if self.SENDS_SEED:
+                    request["seed"] = seed + take
+                parts = ([f"clip {index + 1}/{batch}"] if batch > 1 else []) + (
+                    [f"take {take + 1}/{takes}"] if takes > 1 else [])
+                label = (", ".join(parts) + ": ") if parts else ""
+                planned.append((request, None if self.SENDS_SEED else seed + take, label))
+        return planned
+
+    async def generate(self, fal_client: CallOptions = None, unique_id=None, **inputs):
+        options = fal_client or CallOptions()
+        planned = self.requests(inputs)  # all validation happens here, before any request
+        progress = comfy.Progress(unique_id)
+        jobs = [Job(self.ENDPOINT, request, options, progress, self.RESULT_FILE, take_key, label)
+                for request, take_key, label in planned]
+        return self.outputs(await run_all(jobs))
+
+
+async def run_all(jobs: List[Job]) -> List[JobResult]:
+    """Run jobs concurrently. Cancel stops them all; another failure lets the rest finish
+    (what they return is paid for and kept) and then raises the first error."""
+    if len(jobs) == 1:
+        return [await jobs[0].run()]
+    tasks = [asyncio.ensure_future(job.run()) for job in jobs]
+    pending = set(tasks)
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            if any(_interrupted(t) for t in done):
+                break
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    if errors:
+        raise next((e for e in errors if comfy.is_interrupt(e)), errors[0])
+    return [t.result() for t in tasks]
+
+
+def _interrupted(task: asyncio.Task) -> bool:
+    return not task.cancelled() and task.exception() is not None and comfy.is_interrupt(task.exception())

@@ -1,0 +1,31 @@
+"""ElevenLabs sound effects (MP3)."""
+
+from . import widgets as w
+from .base import FalAudioNode
+
+AUTO_DURATION = 0.0
+
+
+class ElevenLabsSoundEffects(FalAudioNode):
+    ENDPOINT = "fal-ai/elevenlabs/sound-effects"
+    DISPLAY_NAME = "ElevenLabs Sound Effects (fal)"
+    DESCRIPTION = "Generate a sound effect (MP3) from a description with ElevenLabs."
+    SENDS_SEED = False
+    REQUIRED_TEXT = ("text",)
+    UNSET = {"duration_seconds": AUTO_DURATION}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return w.node_inputs({
+            "text": w.text("The text describing the sound effect to generate", multiline=True),
+            "duration_seconds": w.number("Duration in seconds (0.5-22). 0 = not set: the optimal duration is "
+                                         "determined from the prompt.", AUTO_DURATION, 0.0, 22.0, 0.1),
+            "prompt_influence": w.number("How closely to follow the prompt (0-1). Higher values mean less "
+                                         "variation.", 0.3, 0.0, 1.0, 0.01),
+        }, sent_seed=False)
+
+    def validate(self, request, clips):
+        if "duration_seconds" in request:
+            self.check(0.5 <= request["duration_seconds"] <= 22.0, "duration_seconds",
+                       "must be between 0.5 and 22 seconds (or 0 to let the model choose)")
+        self.check(0.0 <= request["prompt_influence"] <= 1.0, "prompt_influence", "must be between 0 and 1")

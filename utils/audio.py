@@ -1,0 +1,123 @@
+"""ComfyUI AUDIO values <-> audio files.
+
+AUDIO is {"waveform": float32 CPU tensor [B, C, T] in [-1, 1], "sample_rate": int}.
+Decoding uses PyAV, as ComfyUI core does; encoding for upload writes 16-bit PCM WAV,
+which every fal audio model accepts and which needs no codec at all.
+"""
+
+import io
+import wave
+from pathlib import Path
+from typing import List, Union
+
+from .errors import invalid
+
+
+class DecodeError(Exception):
+    pass
+
+
+def decode(source: Union[bytes, str, Path]) -> dict:
+    """Decode a whole audio file into a [1, C, T] AUDIO at the file's own rate."""
+    import av
+    import numpy as np
+    import torch
+
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
+    try:
+        with av.open(handle) as container:
+            if not container.streams.audio:
+                raise DecodeError("the file has no audio stream")
+            stream = container.streams.audio[0]
+            rate = stream.codec_context.sample_rate or stream.rate
+            channels = stream.codec_context.channels or len(stream.layout.channels)
+            # Resample only the sample format (to planar float), never the rate or layout.
+            resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
+            chunks = []
+            for frame in container.decode(stream):
+                for converted in resampler.resample(frame):
+                    chunks.append(converted.to_ndarray())
+            for converted in resampler.resample(None):
+                chunks.append(converted.to_ndarray())
+    except DecodeError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    if not chunks:
+        raise DecodeError("the file holds no audio samples")
+    samples = np.concatenate(chunks, axis=1)[:channels]
+    np.clip(samples, -1.0, 1.0, out=samples)
+    waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).unsqueeze(0)
+    return {"waveform": waveform, "sample_rate": int(rate)}
+
+
+def clips(audio: dict, node: str, field: str) -> List[dict]:
+    """Split an AUDIO input into checked single clips ([1, C, T] each).
+
+    Refuses what a model cannot use, before anything is paid for: no samples, NaN/inf,
+    or more than two channels (fal's music models take mono or stereo; a silent
+    downmix of surround would change the mix, so we ask the user to do it on purpose).
+    """
+    import torch
+
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise invalid(node, field, "is not an AUDIO value")
+    waveform, rate = audio["waveform"], int(audio["sample_rate"])
+    if not isinstance(waveform, torch.Tensor):
+        raise invalid(node, field, "is not an AUDIO value (waveform is not a tensor)")
+    if waveform.dim() == 2:
+        waveform = waveform.unsqueeze(0)
+    if waveform.dim() != 3:
+        raise invalid(node, field, f"must be a [batch, channels, samples] waveform, got shape {tuple(waveform.shape)}")
+    batch, channels, length = waveform.shape
+    if rate <= 0:
+        raise invalid(node, field, f"has an invalid sample rate {rate}")
+    if batch == 0 or channels == 0 or length == 0:
+        raise invalid(node, field, "is empty (no samples)")
+    if channels > 2:
+        raise invalid(node, field, f"has {channels} channels; fal audio models take mono or stereo, "
+                                   "so downmix it to 1 or 2 channels first")
+    if not torch.isfinite(waveform).all():
+        raise invalid(node, field, "contains NaN or infinite samples")
+    return [{"waveform": waveform[i:i + 1], "sample_rate": rate} for i in range(batch)]
+
+
+def duration(clip: dict) -> float:
+    return clip["waveform"].shape[-1] / float(clip["sample_rate"])
+
+
+def encode_wav(clip: dict) -> bytes:
+    """Encode one [1, C, T] clip as 16-bit PCM WAV."""
+    import numpy as np
+
+    samples = clip["waveform"][0].detach().to("cpu", dtype=clip["waveform"].dtype).float().numpy()
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(pcm.shape[0])
+        out.setsampwidth(2)
+        out.setframerate(int(clip["sample_rate"]))
+        out.writeframes(np.ascontiguousarray(pcm.T).tobytes())
+    return buffer.getvalue()
+
+
+def stack(audios: List[dict]) -> dict:
+    """Join several [1, C, T] AUDIO values into one batch; shorter takes are padded with silence."""
+    import torch
+
+    if len(audios) == 1:
+        return audios[0]
+    rate = audios[0]["sample_rate"]
+    waves = []
+    for item in audios:
+        w = item["waveform"]
+        if item["sample_rate"] != rate:
+            new_length = max(1, round(w.shape[-1] * rate / item["sample_rate"]))
+            w = torch.nn.functional.interpolate(w, size=new_length, mode="linear", align_corners=False)
+        waves.append(w)
+    channels = max(w.shape[1] for w in waves)
+    length = max(w.shape[-1] for w in waves)
+    out = torch.zeros((len(waves), channels, length), dtype=torch.float32)
+    for i, w in enumerate(waves):
+        out[i, :, : w.shape[-1]] = w.expand(-1, channels, -1)[0] if w.shape[1] == 1 else w[0]
+    return {"waveform": out, "sample_rate": rate}

@@ -1,0 +1,317 @@
+"""One paid fal request from start to AUDIO: claim in the journal, upload inputs,
+submit, wait (with progress, Cancel and timeouts), fetch, keep the file, decode.
+"""
+
+import asyncio
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from . import audio as audio_io
+from . import comfy, credentials, errors
+from .errors import FalAudioError, RequestFailed, TimeoutExpired
+from .gateway import Gateway, http_status, is_transient
+from .journal import Journal
+from .journal import identity as request_identity
+from .log import get_logger
+
+log = get_logger("job")
+
+# Poll quickly at first (short jobs finish fast), then settle at a few polls a second.
+POLL_FIRST, POLL_MAX = 0.05, 0.2
+# How often a wait wakes up to notice ComfyUI's Cancel.
+INTERRUPT_CHECK = 0.1
+CANCEL_TIMEOUT = 10.0
+
+
+class UnknownRequest(Exception):
+    """fal answered 404 for a request id we hold."""
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """What the fal Client node carries. Never the key: only a profile name."""
+
+    profile: str = ""
+    queue_timeout: float = 300.0
+    overall_timeout: float = 3600.0
+    output_dir: str = ""
+
+    def output_path(self) -> Path:
+        return Path(self.output_dir).expanduser() if self.output_dir.strip() else comfy.output_directory()
+
+
+@dataclass
+class Upload:
+    """An input file that is uploaded to fal storage only when a request is really sent."""
+
+    data: bytes
+    content_type: str
+    file_name: str
+    sha256: str = field(init=False)
+
+    def __post_init__(self):
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+    @classmethod
+    def from_clip(cls, clip: dict, name: str = "input.wav") -> "Upload":
+        return cls(audio_io.encode_wav(clip), "audio/wav", name)
+
+
+@dataclass
+class JobResult:
+    response: dict
+    audio: dict
+    file_path: Path
+    request_id: Optional[str]
+    reused: bool
+
+
+_journals: dict = {}
+
+
+def journal() -> Journal:
+    path = comfy.data_directory() / "journal.sqlite3"
+    if path not in _journals:
+        _journals[path] = Journal(path)
+    return _journals[path]
+
+
+def _identity_view(value):
+    if isinstance(value, Upload):
+        return {"upload_sha256": value.sha256}
+    if isinstance(value, dict):
+        return {k: _identity_view(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_identity_view(v) for v in value]
+    return value
+
+
+def _file_url(response: dict, key: str) -> str:
+    item = response.get(key)
+    url = item.get("url") if isinstance(item, dict) else item
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"the response has no '{key}' file")
+    return url
+
+
+def _file_name(endpoint: str, request_id: str, url: str) -> str:
+    suffix = Path(url.split("?")[0]).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        suffix = ".bin"
+    return f"{endpoint.replace('/', '_')}_{request_id}{suffix}"
+
+
+class Job:
+    def __init__(self, endpoint: str, request: dict, options: CallOptions, progress: comfy.Progress,
+                 file_key: str = "audio", take_key: Any = None, label: str = ""):
+        self.endpoint = endpoint
+        self.request = request
+        self.options = options
+        self.progress = progress
+        self.file_key = file_key
+        self.label = label
+        # take_key gives models without a seed a new identity per seed/take.
+        self.identity = request_identity(endpoint, {"arguments": _identity_view(request), "take": take_key})
+        self.started = time.monotonic()
+        self.gateway: Optional[Gateway] = None
+
+    def _say(self, text: str) -> None:
+        self.progress.text(f"{self.label}{text}")
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep in short steps so ComfyUI's Cancel is noticed within INTERRUPT_CHECK."""
+        end = time.monotonic() + seconds
+        while True:
+            comfy.throw_if_interrupted()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, INTERRUPT_CHECK))
+
+    async def _retrying(self, what: str, call: Callable):
+        """Retry connection drops/timeouts with backoff; HTTP errors go straight up."""
+        for attempt in range(5):
+            comfy.throw_if_interrupted()
+            try:
+                return await call()
+            except Exception as exc:  # noqa: BLE001 - filtered just below
+                if not is_transient(exc) or attempt == 4:
+                    raise
+                log.warning("%s: %s failed (%s); retrying", self.endpoint, what, type(exc).__name__)
+                await self._sleep(min(0.25 * 2 ** attempt, 4.0))
+
+    async def run(self) -> JobResult:
+        key = credentials.resolve_key(self.options.profile)
+        self.gateway = Gateway(key)
+        book = journal()
+        while True:
+            entry = book.claim(self.identity, self.endpoint)
+            if entry is None:
+                break
+            if entry.state == "completed":
+                kept = await self._reuse(entry)
+                if kept is not None:
+                    return kept
+                book.forget(self.identity)
+                continue
+            if entry.state == "submitted":
+                self._say("Resuming the request sent earlier (no new charge)")
+                log.info("%s: resuming request %s", self.endpoint, entry.request_id)
+                try:
+                    return await self._follow(entry.request_id)
+                except UnknownRequest:
+                    # fal confirms it never had (or no longer has) this request: safe to submit anew.
+                    log.warning("%s: fal does not know request %s; submitting anew", self.endpoint, entry.request_id)
+                    book.forget(self.identity)
+                    continue
+            await self._sleep(INTERRUPT_CHECK)  # another task of ours is submitting it
+        try:
+            arguments = await self._resolve_uploads(self.request)
+            self._say("Submitting")
+            request_id = await self.gateway.submit(self.endpoint, arguments)
+        except BaseException as exc:
+            book.release(self.identity)
+            if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
+                raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
+            raise
+        book.submitted(self.identity, request_id)
+        log.info("%s: submitted request %s", self.endpoint, request_id)
+        return await self._follow(request_id)
+
+    async def _resolve_uploads(self, value):
+        if isinstance(value, Upload):
+            book = journal()
+            url = book.upload_url(value.sha256)
+            if url is None:
+                comfy.throw_if_interrupted()
+                self._say("Uploading input audio")
+                url = await self.gateway.upload(value.data, value.content_type, value.file_name)
+                book.remember_upload(value.sha256, url)
+            return url
+        if isinstance(value, dict):
+            return {k: await self._resolve_uploads(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [await self._resolve_uploads(v) for v in value]
+        return value
+
+    async def _reuse(self, entry) -> Optional[JobResult]:
+        path = Path(entry.file_path) if entry.file_path else None
+        if path is None or not path.is_file():
+            try:
+                path = await self._download(entry.response, entry.request_id)
+            except Exception as exc:  # noqa: BLE001 - the kept file is gone and fal's copy expired
+                log.warning("%s: kept result of request %s is missing and could not be fetched again (%s)",
+                            self.endpoint, entry.request_id, type(exc).__name__)
+                return None
+        self._say("Reused the kept result (no new charge)")
+        return JobResult(entry.response, self._decode(path), path, entry.request_id, reused=True)
+
+    async def _follow(self, request_id: str) -> JobResult:
+        try:
+            await self._wait(request_id)
+        except BaseException as exc:
+            if comfy.is_interrupt(exc) or isinstance(exc, asyncio.CancelledError):
+                await self._cancel(request_id, "cancelled by the user")
+                raise
+            if isinstance(exc, Exception) and not isinstance(exc, FalAudioError):
+                if http_status(exc) == 404:
+                    raise UnknownRequest(request_id) from None
+                raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
+            raise
+        try:
+            response = await self._retrying("fetching the result", lambda: self.gateway.result(self.endpoint, request_id))
+        except Exception as exc:
+            if http_status(exc) is not None:
+                journal().failed(self.identity, str(exc))
+            raise errors.from_fal(self.endpoint, exc) from None
+        path = await self._download(response, request_id)
+        journal().completed(self.identity, response, path)
+        self._say("Decoding")
+        return JobResult(response, self._decode(path), path, request_id, reused=False)
+
+    async def _wait(self, request_id: str) -> None:
+        import fal_client
+
+        interval = POLL_FIRST
+        queued_since = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - self.started
+            status = await self._retrying("checking the status",
+                                          lambda: self.gateway.status(self.endpoint, request_id))
+            if isinstance(status, fal_client.Queued):
+                waited = time.monotonic() - queued_since
+                self._say(f"In queue (position {status.position}), {waited:.0f} s")
+                self.progress.update(5)
+                if waited > self.options.queue_timeout:
+                    await self._cancel(request_id, "queue timeout")
+                    raise TimeoutExpired(
+                        f"{self.endpoint}: no fal runner picked the request up within the queue timeout of "
+                        f"{self.options.queue_timeout:g} s (often: the account is out of credits, or the model is "
+                        "busy). The request was cancelled; raise 'queue_timeout' on the fal Client node to wait longer."
+                    )
+            elif isinstance(status, fal_client.InProgress):
+                last_log = next((l.get("message") for l in reversed(status.logs or []) if l.get("message")), "")
+                self._say(f"Running, {elapsed:.0f} s" + (f": {last_log}" if last_log else ""))
+                self.progress.update(50)
+            elif isinstance(status, fal_client.Completed):
+                if status.error:
+                    journal().failed(self.identity, status.error)
+                    raise RequestFailed(f"{self.endpoint} failed on fal.ai: {status.error}")
+                self.progress.update(90)
+                return
+            if elapsed > self.options.overall_timeout:
+                if isinstance(status, fal_client.Queued):
+                    await self._cancel(request_id, "overall timeout")
+                    raise TimeoutExpired(
+                        f"{self.endpoint}: the overall timeout of {self.options.overall_timeout:g} s passed while "
+                        "the request was still queued. It was cancelled.")
+                raise TimeoutExpired(
+                    f"{self.endpoint}: the overall timeout of {self.options.overall_timeout:g} s passed while the "
+                    f"request was running. It was left running on fal (request {request_id}); run the node again "
+                    "with the same inputs to pick up its result without a new charge.")
+            await self._sleep(interval)
+            interval = min(interval * 1.5, POLL_MAX)
+
+    async def _cancel(self, request_id: str, why: str) -> None:
+        """Tell fal to stop (and stop billing). Shielded: runs even while we are being cancelled."""
+        journal().failed(self.identity, why)
+        self._say(f"Cancelling ({why})")
+        try:
+            await asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)), CANCEL_TIMEOUT)
+            log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
+        except Exception as exc:  # noqa: BLE001 - best effort; e.g. ALREADY_COMPLETED
+            log.warning("%s: cancel of request %s was not confirmed (%s)", self.endpoint, request_id,
+                        type(exc).__name__)
+
+    async def _download(self, response: dict, request_id: str) -> Path:
+        try:
+            url = _file_url(response, self.file_key)
+        except ValueError as exc:
+            raise RequestFailed(f"{self.endpoint}: {exc}; got fields {sorted(response)}") from None
+        destination = self.options.output_path() / _file_name(self.endpoint, request_id, url)
+        self._say("Downloading")
+
+        def report(done: int, total: Optional[int]) -> None:
+            if total:
+                self._say(f"Downloading {done * 100 // total}%")
+
+        try:
+            return await self.gateway.download(url, destination, report)
+        except Exception as exc:  # noqa: BLE001 - turned into a specific message
+            raise RequestFailed(
+                f"{self.endpoint}: the result of request {request_id} could not be downloaded "
+                f"({type(exc).__name__}: {exc}). Run the node again to retry the download (no new charge)."
+            ) from None
+
+    def _decode(self, path: Path) -> dict:
+        try:
+            return audio_io.decode(path)
+        except audio_io.DecodeError as exc:
+            raise RequestFailed(
+                f"{self.endpoint}: the returned file could not be decoded as audio ({exc}). "
+                f"It is kept at {path}."
+            ) from None
