@@ -7,6 +7,7 @@ fal_client's subscribe() would own the wait and leak its polling thread on timeo
 
 import asyncio
 import os
+import uuid
 import weakref
 from pathlib import Path
 from typing import Optional
@@ -35,6 +36,50 @@ def _client(key: str):
     return per_loop[key]
 
 
+SUBMIT_ATTEMPTS = 6
+_submit_clients: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _submit_http(key: str):
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    per_loop = _submit_clients.setdefault(loop, {})
+    if key not in per_loop:
+        per_loop[key] = httpx.AsyncClient(headers={"Authorization": f"Key {key}"},
+                                          timeout=httpx.Timeout(120.0, connect=15.0))
+    return per_loop[key]
+
+
+def _not_accepted(response) -> bool:
+    """Answers that prove fal did not enqueue the request: rate limits and ingress errors."""
+    if response.status_code in (408, 429):
+        return True
+    return (response.status_code in (502, 503, 504) and "x-fal-request-id" not in response.headers
+            and "nginx" in response.text)
+
+
+class SubmitUncertain(Exception):
+    """The connection broke after the request was sent: fal may or may not have it."""
+
+
+class HTTPError(Exception):
+    """An HTTP error answer from fal, shaped like fal_client's (status_code, message)."""
+
+    def __init__(self, status_code: int, message):
+        super().__init__(str(message))
+        self.status_code, self.message = status_code, message
+
+    @classmethod
+    def from_response(cls, response) -> "HTTPError":
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = body.get("detail", response.text) if isinstance(body, dict) else response.text
+        return cls(response.status_code, message)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Connection drops and timeouts are worth retrying; HTTP answers (4xx, 5xx) are not."""
     import httpx
@@ -54,8 +99,34 @@ class Gateway:
         return await _client(self.key).upload(data, content_type, file_name)
 
     async def submit(self, endpoint: str, arguments: dict) -> str:
-        handle = await _client(self.key).submit(endpoint, arguments)
-        return handle.request_id
+        """POST the request to fal's queue and return its request id.
+
+        Not fal_client's submit(): that one retries every transport error, including a
+        connection lost after the request went out, which can enqueue (and bill) the
+        request twice. Here only failures that prove fal did not take the request are
+        retried; anything else raises SubmitUncertain and is never resubmitted silently.
+        """
+        import httpx
+        from fal_client.client import QUEUE_URL_FORMAT
+
+        http = _submit_http(self.key)
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            try:
+                response = await http.post(QUEUE_URL_FORMAT + endpoint, json=arguments)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
+                if attempt == SUBMIT_ATTEMPTS:
+                    raise
+                log.warning("%s: could not connect to submit (%s); retrying", endpoint, type(exc).__name__)
+            except httpx.TransportError as exc:
+                raise SubmitUncertain(f"{type(exc).__name__}") from None
+            else:
+                if response.is_success:
+                    return response.json()["request_id"]
+                if not _not_accepted(response) or attempt == SUBMIT_ATTEMPTS:
+                    raise HTTPError.from_response(response)
+                log.warning("%s: fal answered %s to the submit; retrying", endpoint, response.status_code)
+            await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 8.0))
+        raise AssertionError("unreachable")
 
     async def _handle(self, endpoint: str, request_id: str):
         return await _client(self.key).get_handle(endpoint, request_id)
@@ -76,45 +147,53 @@ class Gateway:
 
         The fal key is not sent: result URLs are public and may point at any host.
         """
-        import httpx
-
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(destination.name + ".part")
-        partial.unlink(missing_ok=True)
-        if url.startswith("data:"):
-            from .data_uri import decode_data_uri
+        # A private partial file: two followers of one request (two identical nodes) may
+        # download at once; each renames a whole file into place atomically.
+        partial = destination.with_name(f"{destination.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            if url.startswith("data:"):
+                from .data_uri import decode_data_uri
 
-            partial.write_bytes(decode_data_uri(url))
+                partial.write_bytes(decode_data_uri(url))
+            else:
+                await _fetch(url, partial, on_progress)
             os.replace(partial, destination)
-            return destination
-        attempt = 0
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True) as http:
-            while True:
-                have = partial.stat().st_size if partial.exists() else 0
-                headers = {"Range": f"bytes={have}-"} if have else {}
-                try:
-                    async with http.stream("GET", url, headers=headers) as response:
-                        if response.status_code == 416 and have:
-                            break  # the server says we already have every byte
-                        response.raise_for_status()
-                        if have and response.status_code != 206:
-                            have = 0  # the server ignored the range: start over
-                        expected = response.headers.get("content-length")
-                        expected = have + int(expected) if expected is not None else None
-                        with open(partial, "ab" if have else "wb") as out:
-                            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
-                                out.write(chunk)
-                                if on_progress is not None:
-                                    on_progress(out.tell(), expected)
-                        size = partial.stat().st_size
-                        if expected is not None and size < expected:
-                            raise httpx.RemoteProtocolError(f"download ended at {size} of {expected} bytes")
-                        break
-                except (httpx.TransportError, httpx.StreamError) as exc:
-                    attempt += 1
-                    if attempt > TRANSIENT_RETRIES:
-                        raise
-                    log.warning("Download of a result file was interrupted (%s); retrying", type(exc).__name__)
-                    await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
-        os.replace(partial, destination)
+        finally:
+            partial.unlink(missing_ok=True)
         return destination
+
+
+async def _fetch(url: str, partial: Path, on_progress) -> None:
+    """GET url into partial, resuming with a Range request after a drop; a short body is an error."""
+    import httpx
+
+    attempt = 0
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True) as http:
+        while True:
+            have = partial.stat().st_size if partial.exists() else 0
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            try:
+                async with http.stream("GET", url, headers=headers) as response:
+                    if response.status_code == 416 and have:
+                        return  # the server says we already have every byte
+                    response.raise_for_status()
+                    if have and response.status_code != 206:
+                        have = 0  # the server ignored the range: start over
+                    expected = response.headers.get("content-length")
+                    expected = have + int(expected) if expected is not None else None
+                    with open(partial, "ab" if have else "wb") as out:
+                        async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                            out.write(chunk)
+                            if on_progress is not None:
+                                on_progress(out.tell(), expected)
+                    size = partial.stat().st_size
+                    if expected is not None and size < expected:
+                        raise httpx.RemoteProtocolError(f"download ended at {size} of {expected} bytes")
+                    return
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                attempt += 1
+                if attempt > TRANSIENT_RETRIES:
+                    raise
+                log.warning("Download of a result file was interrupted (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))

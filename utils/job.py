@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from . import audio as audio_io
 from . import comfy, credentials, errors
 from .errors import FalAudioError, RequestFailed, TimeoutExpired
-from .gateway import Gateway, http_status, is_transient
+from .gateway import Gateway, SubmitUncertain, http_status, is_transient
 from .journal import Journal
 from .journal import identity as request_identity
 from .log import get_logger
@@ -25,6 +25,8 @@ POLL_FIRST, POLL_MAX = 0.05, 0.2
 # How often a wait wakes up to notice ComfyUI's Cancel.
 INTERRUPT_CHECK = 0.1
 CANCEL_TIMEOUT = 10.0
+# Connection drops while polling/fetching/downloading are retried this many times.
+RETRIES = 4
 
 
 class UnknownRequest(Exception):
@@ -132,16 +134,32 @@ class Job:
                 return
             await asyncio.sleep(min(left, INTERRUPT_CHECK))
 
-    async def _retrying(self, what: str, call: Callable):
-        """Retry connection drops/timeouts with backoff; HTTP errors go straight up."""
-        for attempt in range(5):
-            comfy.throw_if_interrupted()
+    async def _interruptible(self, awaitable):
+        """Await a network step while still noticing ComfyUI's Cancel every INTERRUPT_CHECK."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=INTERRUPT_CHECK)
+                if done:
+                    return task.result()
+                comfy.throw_if_interrupted()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _retrying(self, what: str, call: Callable, server_errors: bool = False):
+        """Retry connection drops/timeouts (and, if asked, 5xx answers) with backoff.
+        Client errors (4xx) are answers about the request itself and are never retried."""
+        for attempt in range(RETRIES + 1):
             try:
-                return await call()
+                return await self._interruptible(call())
             except Exception as exc:  # noqa: BLE001 - filtered just below
-                if not is_transient(exc) or attempt == 4:
+                status = http_status(exc)
+                retry = is_transient(exc) or (server_errors and status is not None and status >= 500)
+                if comfy.is_interrupt(exc) or not retry or attempt == RETRIES:
                     raise
-                log.warning("%s: %s failed (%s); retrying", self.endpoint, what, type(exc).__name__)
+                log.warning("%s: %s failed (%s); retrying", self.endpoint, what, status or type(exc).__name__)
                 await self._sleep(min(0.25 * 2 ** attempt, 4.0))
 
     async def run(self) -> JobResult:
@@ -172,9 +190,16 @@ class Job:
         try:
             arguments = await self._resolve_uploads(self.request)
             self._say("Submitting")
+            # Not interruptible: once sent, we must learn the request id to be able to cancel it.
             request_id = await self.gateway.submit(self.endpoint, arguments)
         except BaseException as exc:
             book.release(self.identity)
+            if isinstance(exc, SubmitUncertain):
+                raise RequestFailed(
+                    f"{self.endpoint}: the connection to fal.ai broke right after the request was sent ({exc}), "
+                    "so it may or may not be running (and billed) on fal. It was not resent automatically; "
+                    "check your requests at https://fal.ai/dashboard and run the node again to submit anew."
+                ) from None
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
             raise
@@ -189,7 +214,8 @@ class Job:
             if url is None:
                 comfy.throw_if_interrupted()
                 self._say("Uploading input audio")
-                url = await self.gateway.upload(value.data, value.content_type, value.file_name)
+                url = await self._retrying("uploading input audio", lambda: self.gateway.upload(
+                    value.data, value.content_type, value.file_name))
                 book.remember_upload(value.sha256, url)
             return url
         if isinstance(value, dict):
@@ -223,11 +249,19 @@ class Job:
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
             raise
         try:
-            response = await self._retrying("fetching the result", lambda: self.gateway.result(self.endpoint, request_id))
+            response = await self._retrying("fetching the result",
+                                            lambda: self.gateway.result(self.endpoint, request_id), server_errors=True)
         except Exception as exc:
-            if http_status(exc) is not None:
-                journal().failed(self.identity, str(exc))
-            raise errors.from_fal(self.endpoint, exc) from None
+            if comfy.is_interrupt(exc):
+                raise  # the request is done and paid for: the journal keeps it for the next run
+            status = http_status(exc)
+            if status is not None and status < 500:
+                journal().failed(self.identity, str(exc))  # fal says the request itself failed
+                raise errors.from_fal(self.endpoint, exc) from None
+            raise RequestFailed(
+                f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
+                f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
+            ) from None
         path = await self._download(response, request_id)
         journal().completed(self.identity, response, path)
         self._say("Decoding")
@@ -241,7 +275,7 @@ class Job:
         while True:
             elapsed = time.monotonic() - self.started
             status = await self._retrying("checking the status",
-                                          lambda: self.gateway.status(self.endpoint, request_id))
+                                          lambda: self.gateway.status(self.endpoint, request_id), server_errors=True)
             if isinstance(status, fal_client.Queued):
                 waited = time.monotonic() - queued_since
                 self._say(f"In queue (position {status.position}), {waited:.0f} s")
@@ -300,8 +334,10 @@ class Job:
                 self._say(f"Downloading {done * 100 // total}%")
 
         try:
-            return await self.gateway.download(url, destination, report)
+            return await self._interruptible(self.gateway.download(url, destination, report))
         except Exception as exc:  # noqa: BLE001 - turned into a specific message
+            if comfy.is_interrupt(exc):
+                raise
             raise RequestFailed(
                 f"{self.endpoint}: the result of request {request_id} could not be downloaded "
                 f"({type(exc).__name__}: {exc}). Run the node again to retry the download (no new charge)."
