@@ -5,12 +5,15 @@ outputs(); everything about transport, journal, progress and cancel lives in uti
 """
 
 import asyncio
-from typing import Dict, List
+from typing import Dict
 
 from ..utils import audio as audio_io
 from ..utils import comfy
 from ..utils.errors import invalid
-from ..utils.job import CallOptions, Job, JobResult, Upload
+from ..utils.options import CallOptions
+
+# utils.job (and through it sqlite3, httpx, fal_client) is imported on first run, not when
+# ComfyUI starts and merely declares the nodes.
 
 # Inputs that steer the node rather than being sent to the model.
 CONTROL_INPUTS = ("seed", "takes", "fal_client", "unique_id")
@@ -39,7 +42,7 @@ class FalAudioNode:
     def validate(self, request: dict, clips: Dict[str, dict]) -> None:
         """Model-specific checks before paying; raise utils.errors.invalid(...)."""
 
-    def outputs(self, results: List[JobResult]) -> tuple:
+    def outputs(self, results: list) -> tuple:
         return (audio_io.stack([r.audio for r in results]),)
 
     def check(self, rule_holds: bool, field: str, rule: str) -> None:
@@ -73,6 +76,8 @@ class FalAudioNode:
         batch = max([len(c) for c in clip_lists.values()] or [1])
         for socket, clips in clip_lists.items():
             self.check(len(clips) in (1, batch), socket, f"has {len(clips)} clips but another audio input has {batch}")
+        from ..utils.job import Upload
+
         planned = []
         for index in range(batch):
             clips = {s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()}
@@ -91,6 +96,8 @@ class FalAudioNode:
 
     async def generate(self, fal_client: CallOptions = None, unique_id=None, **inputs):
         options = fal_client or CallOptions()
+        from ..utils.job import Job
+
         planned = self.requests(inputs)  # all validation happens here, before any request
         progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.RESULT_FILE, take_key, label)
@@ -98,7 +105,7 @@ class FalAudioNode:
         return self.outputs(await run_all(jobs))
 
 
-async def run_all(jobs: List[Job]) -> List[JobResult]:
+async def run_all(jobs: list) -> list:
     """Run jobs concurrently. Cancel stops them all; another failure lets the rest finish
     (what they return is paid for and kept) and then raises the first error."""
     if len(jobs) == 1:

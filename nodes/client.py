@@ -4,7 +4,7 @@ never holds the key, so a saved or shared workflow cannot leak it."""
 import re
 
 from ..utils.errors import invalid
-from ..utils.job import CallOptions
+from ..utils.options import CallOptions
 from . import widgets
 
 _LOOKS_LIKE_KEY = re.compile(r"[A-Za-z0-9_\-]{6,}:[A-Za-z0-9_\-]{16,}")

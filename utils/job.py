@@ -17,6 +17,7 @@ from .gateway import Gateway, SubmitUncertain, http_status, is_transient
 from .journal import Journal
 from .journal import identity as request_identity
 from .log import get_logger
+from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
 
 log = get_logger("job")
 
@@ -31,19 +32,6 @@ RETRIES = 4
 
 class UnknownRequest(Exception):
     """fal answered 404 for a request id we hold."""
-
-
-@dataclass(frozen=True)
-class CallOptions:
-    """What the fal Client node carries. Never the key: only a profile name."""
-
-    profile: str = ""
-    queue_timeout: float = 300.0
-    overall_timeout: float = 3600.0
-    output_dir: str = ""
-
-    def output_path(self) -> Path:
-        return Path(self.output_dir).expanduser() if self.output_dir.strip() else comfy.output_directory()
 
 
 @dataclass
