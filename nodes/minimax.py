@@ -32,5 +32,6 @@ class MiniMaxMusic(FalAudioNode):
                    f"is {len(request['prompt'])} characters long; MiniMax takes at most {MAX_LYRICS}")
         self.check("reference_audio" in clips, "reference_audio", "is required")
         seconds = duration(clips["reference_audio"])
-        self.check(seconds >= MIN_REFERENCE_SECONDS, "reference_audio",
+        # fal's docs: "longer than 15 seconds" (so exactly 15 s is refused).
+        self.check(seconds > MIN_REFERENCE_SECONDS, "reference_audio",
                    f"is {seconds:.1f} s long; MiniMax needs a reference longer than {MIN_REFERENCE_SECONDS:g} s")
