@@ -10,6 +10,7 @@ from .lyria import Lyria2
 from .minimax import MiniMaxMusic
 from .mmaudio import MMAudioTextToAudio
 from .yue import YuE
+from .video import MMAudioVideoToAudio
 
 # Class names are prefixed so they cannot collide with other packs' node types.
 _NODES = {
@@ -27,6 +28,7 @@ _NODES = {
     "FalAudioYuE": YuE,
     "FalAudioMMAudioTextToAudio": MMAudioTextToAudio,
     "FalAudioMiniMaxMusic": MiniMaxMusic,
+    "FalAudioMMAudioVideoToAudio": MMAudioVideoToAudio,
 }
 
 NODE_CLASS_MAPPINGS = dict(_NODES)
