@@ -11,6 +11,7 @@ from .minimax import MiniMaxMusic
 from .mmaudio import MMAudioTextToAudio
 from .yue import YuE
 from .video import MMAudioVideoToAudio
+from .visualize import AudioToSpectrogram, AudioToWaveform
 
 # Class names are prefixed so they cannot collide with other packs' node types.
 _NODES = {
@@ -29,6 +30,8 @@ _NODES = {
     "FalAudioMMAudioTextToAudio": MMAudioTextToAudio,
     "FalAudioMiniMaxMusic": MiniMaxMusic,
     "FalAudioMMAudioVideoToAudio": MMAudioVideoToAudio,
+    "FalAudioWaveform": AudioToWaveform,
+    "FalAudioSpectrogram": AudioToSpectrogram,
 }
 
 NODE_CLASS_MAPPINGS = dict(_NODES)
