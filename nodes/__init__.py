@@ -12,6 +12,7 @@ from .mmaudio import MMAudioTextToAudio
 from .yue import YuE
 from .video import MMAudioVideoToAudio
 from .visualize import AudioToSpectrogram, AudioToWaveform
+from .load_url import LoadAudioFromURL
 
 # Class names are prefixed so they cannot collide with other packs' node types.
 _NODES = {
@@ -32,6 +33,7 @@ _NODES = {
     "FalAudioMMAudioVideoToAudio": MMAudioVideoToAudio,
     "FalAudioWaveform": AudioToWaveform,
     "FalAudioSpectrogram": AudioToSpectrogram,
+    "FalAudioLoadURL": LoadAudioFromURL,
 }
 
 NODE_CLASS_MAPPINGS = dict(_NODES)

@@ -1,0 +1,162 @@
+"""Download a file named by an http(s) or data: URL, for loading it as audio.
+
+Bounded in size (checked against Content-Length first, then while streaming), never
+sending the fal key (a plain httpx client: it honours HTTPS_PROXY and SSL_CERT_FILE like
+the rest of the pack), and never showing a URL's query string or user info: signed URLs
+carry their tokens there, and messages end up in logs, screenshots and bug reports.
+"""
+
+import logging
+import urllib.parse
+
+from . import comfy
+from .data_uri import decode_data_uri, media_type
+from .errors import FalAudioError, invalid
+
+CHUNK = 1 << 16
+MAX_REDIRECTS = 5
+# Content types that are pages or documents, never audio: refused with a clear message.
+_PAGE_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml", "application/javascript")
+_PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+
+
+class FetchFailed(FalAudioError):
+    pass
+
+
+def display_url(url: str) -> str:
+    """What messages may show of a URL: scheme, host and path; a query becomes '?…'."""
+    url = url.strip()
+    if url[:5].lower() == "data:":
+        return f"a data: URI ({media_type(url)})"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+    except ValueError:
+        return "the URL"
+    return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove a URL's query and user info from a third-party message."""
+    parts = urllib.parse.urlsplit(url)
+    text = text.replace(url, display_url(url))
+    for secret in (parts.query, parts.username, parts.password):
+        if secret:
+            text = text.replace(secret, "…")
+    return text
+
+
+class _HideQueries(logging.Filter):
+    """httpx logs every request's full URL at INFO (which ComfyUI prints): cut the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("?" in str(arg) for arg in record.args):
+            record.args = tuple(_strip_query(arg) for arg in record.args)
+        return True
+
+
+def _strip_query(arg):
+    text = str(arg)
+    if "://" in text and "?" in text:
+        return text.split("?", 1)[0] + "?…"
+    return arg
+
+
+_FILTER = _HideQueries()
+
+
+def _guard_httpx_logs() -> None:
+    logger = logging.getLogger("httpx")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+
+
+def _is_page(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower().startswith(_PAGE_TYPES)
+
+
+def _looks_like_page(data: bytes) -> bool:
+    return data[:512].lstrip().lower().startswith(_PAGE_STARTS)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.3g} MB"
+
+
+def _from_data_uri(url: str, max_bytes: int, node: str) -> bytes:
+    shown = display_url(url)
+    if _is_page(media_type(url)):
+        raise FetchFailed(f"{node}: the URL is {shown}, not audio.")
+    header, _, payload = url.partition(",")
+    if header.lower().endswith(";base64") and len(payload) * 3 // 4 > max_bytes:  # refused before decoding
+        raise FetchFailed(f"{node}: the URL is {shown} of about {_megabytes(len(payload) * 3 // 4)}, more than "
+                          f"max_megabytes ({_megabytes(max_bytes)}).")
+    try:
+        data = decode_data_uri(url)
+    except ValueError as exc:  # binascii.Error is a ValueError
+        raise FetchFailed(f"{node}: the URL is {shown} that cannot be decoded ({exc}).") from None
+    if len(data) > max_bytes:
+        raise FetchFailed(f"{node}: the URL is {shown} of {_megabytes(len(data))}, more than max_megabytes "
+                          f"({_megabytes(max_bytes)}).")
+    return data
+
+
+async def fetch(url: str, max_bytes: int, node: str, field: str = "url", transport=None) -> bytes:
+    """The bytes behind `url` (http, https or data:), at most `max_bytes` of them.
+
+    `transport` is an httpx transport for tests; normally httpx's own (with proxies from
+    the environment) is used.
+    """
+    url = (url or "").strip()
+    if not url:
+        raise invalid(node, field, "is empty: give the http(s):// or data: URL of an audio file")
+    if url[:5].lower() == "data:":
+        return _from_data_uri(url, max_bytes, node)
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https"):
+        raise invalid(node, field, f"must be an http://, https:// or data: URL, got {display_url(url)!r}"
+                      if scheme else "must be an http://, https:// or data: URL")
+
+    import httpx
+
+    _guard_httpx_logs()
+    shown = display_url(url)
+    limit = f"max_megabytes ({_megabytes(max_bytes)})"
+    data = bytearray()
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True,
+                                     max_redirects=MAX_REDIRECTS, transport=transport) as http:
+            async with http.stream("GET", url, headers={"Accept": "audio/*, video/*;q=0.8, */*;q=0.5"}) as response:
+                if response.status_code >= 400:
+                    hint = ("Check the URL (links to files often expire)." if response.status_code < 500
+                            else "The server failed; try again later.")
+                    raise FetchFailed(f"{node}: {shown} answered HTTP {response.status_code} "
+                                      f"{response.reason_phrase}".rstrip() + f". {hint}")
+                content_type = response.headers.get("content-type", "")
+                if _is_page(content_type):
+                    raise FetchFailed(f"{node}: {shown} is a web page or document ({content_type.split(';')[0]}), "
+                                      "not an audio file. Use the direct link to the audio file itself.")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise FetchFailed(f"{node}: {shown} is {_megabytes(int(declared))}, more than {limit}. Nothing "
+                                      "was downloaded; raise 'max_megabytes' to allow it.")
+                async for chunk in response.aiter_bytes(CHUNK):
+                    comfy.throw_if_interrupted()
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise FetchFailed(f"{node}: {shown} is larger than {limit}; the download was stopped. "
+                                          "Raise 'max_megabytes' to allow it.")
+    except httpx.HTTPError as exc:
+        detail = _scrub(str(exc), url)
+        raise FetchFailed(f"{node}: could not download {shown} ({type(exc).__name__}"
+                          + (f": {detail}" if detail else "") + ")") from None
+    if _looks_like_page(bytes(data)):
+        raise FetchFailed(f"{node}: {shown} is a web page, not an audio file. Use the direct link to the audio "
+                          "file itself.")
+    return bytes(data)
