@@ -51,8 +51,10 @@ class _AceStep(FalAudioNode):
 
     def outputs(self, results):
         # Tags/lyrics/seed as the service reports them (of the first take), ready to wire into an edit node.
+        # A field the service leaves out or sends as null becomes "" / 0, never None (which would break wiring).
         first = results[0].response
-        return super().outputs(results) + (first.get("tags", ""), first.get("lyrics", ""), int(first.get("seed", 0)))
+        return super().outputs(results) + (str(first.get("tags") or ""), str(first.get("lyrics") or ""),
+                                           int(first.get("seed") or 0))
 
 
 class AceStepTextToAudio(_AceStep):

@@ -387,3 +387,13 @@ def test_ace_step_chain_wires_audio_tags_lyrics_and_seed(fal, nodes):
     assert len(fal.uploads) == 2
     assert abs(peak_hz(audio_io.decode(upload_for(fal, outpaint["audio_url"]).data)) - 400.0) < 5
     assert abs(peak_hz(extended) - 500.0) < 5 and abs(peak_hz(remixed) - 600.0) < 5
+
+
+def test_ace_step_outputs_when_the_service_leaves_fields_out(fal, nodes):
+    """tags/lyrics/seed the response lacks (or sends as null) come out as "", "" and 0, ready to wire."""
+    fal.set_handler("fal-ai/ace-step/prompt-to-audio", lambda p: {
+        **fal.file_result(seconds=0.5, rate=8000, channels=1), "tags": None, "seed": None})
+    audio, tags, lyrics, seed = run_node(nodes["FalAudioAceStepPromptToAudio"],
+                                         **defaults(nodes["FalAudioAceStepPromptToAudio"], prompt="a song"))
+    assert (tags, lyrics, seed) == ("", "", 0)
+    assert tuple(audio["waveform"].shape) == (1, 1, 4000)
