@@ -113,14 +113,17 @@ class AceStepAudioInpaint(_AceStep):
     def validate(self, request, clips):
         length = duration(clips["audio"])
 
-        def absolute(anchor, seconds):
-            return seconds if anchor == "start" else length - seconds
+        def absolute(field):
+            anchor, seconds = request[f"{field}_relative_to"], request[field]
+            at = seconds if anchor == "start" else length - seconds
+            return at, f"points at {at:g} s ({seconds:g} s from the {anchor})"
 
-        start = absolute(request["start_time_relative_to"], request["start_time"])
-        end = absolute(request["end_time_relative_to"], request["end_time"])
-        self.check(0 <= start <= length, "start_time", f"points at {start:g} s, outside the {length:.2f} s clip")
-        self.check(end <= length + 1e-6, "end_time", f"points at {end:g} s, beyond the end of the {length:.2f} s clip")
-        self.check(end > start, "end_time", f"points at {end:g} s, which is not after start_time ({start:g} s)")
+        start, start_at = absolute("start_time")
+        end, end_at = absolute("end_time")
+        self.check(0 <= start <= length, "start_time", f"{start_at}, outside the {length:.2f} s clip")
+        self.check(end >= 0, "end_time", f"{end_at}, before the start of the {length:.2f} s clip")
+        self.check(end <= length + 1e-6, "end_time", f"{end_at}, beyond the end of the {length:.2f} s clip")
+        self.check(end > start, "end_time", f"{end_at}, which is not after start_time ({start:g} s)")
 
 
 class AceStepAudioOutpaint(_AceStep):

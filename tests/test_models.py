@@ -26,7 +26,7 @@ ACE_CUSTOM = {
     "tag_guidance_scale": 7.5, "lyric_guidance_scale": 2.5}
 
 DR_LYRICS = "[00:10.00]Moonlight spills through broken blinds\n[00:13.20]Your shadow dances on the dashboard shrine"
-YUE_LYRICS = "[verse]\nStaring at the sunset, colors paint the sky\n\n[chorus]\nEvery road you take, I'll be one step behind"
+YUE_LYRICS = "[verse]\nStaring at the sunset, colors paint the sky\n\n[chorus]\nEvery road you take, I'll be there"
 MINIMAX_LYRICS = "## Fast and Limitless\nIn the heart of the code, where dreams collide\n##"
 
 

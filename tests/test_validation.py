@@ -169,13 +169,16 @@ def test_yue_lyrics_need_verse_and_chorus(fal, nodes, lyrics, missing):
 @pytest.mark.parametrize("field,changes,words", [
     ("end_time", dict(start_time=1.5, end_time=1.0), "not after start_time"),
     ("end_time", dict(start_time=1.0, end_time=1.0), "not after start_time"),
-    ("end_time", dict(start_time=0.5, end_time=3.0), "beyond the end of the 2.00 s clip"),
+    ("end_time", dict(start_time=0.5, end_time=3.0),
+     "points at 3 s (3 s from the start), beyond the end of the 2.00 s clip"),
     ("start_time", dict(start_time=2.5, end_time=3.0), "outside the 2.00 s clip"),
     ("end_time", dict(start_time_relative_to="end", start_time=0.5, end_time_relative_to="end", end_time=1.0),
      "not after start_time"),
-    ("start_time", dict(start_time_relative_to="end", start_time=2.5, end_time=1.0), "outside the 2.00 s clip"),
+    ("start_time", dict(start_time_relative_to="end", start_time=2.5, end_time=1.0),
+     "points at -0.5 s (2.5 s from the end), outside the 2.00 s clip"),
     ("end_time", dict(start_time=0.5, end_time_relative_to="end", end_time=1.8), "not after start_time"),
-    ("end_time", dict(start_time=0.5, end_time_relative_to="end", end_time=2.5), "not after start_time"),
+    ("end_time", dict(start_time=0.5, end_time_relative_to="end", end_time=2.5),
+     "points at -0.5 s (2.5 s from the end), before the start of the 2.00 s clip"),
 ])
 def test_inpaint_range_must_lie_inside_the_clip(fal, nodes, field, changes, words):
     refused(fal, nodes, "FalAudioAceStepInpaint", field, words, **changes)

@@ -11,7 +11,6 @@ fal emulator, with the core nodes stubbed.
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
