@@ -7,6 +7,7 @@ carry their tokens there, and messages end up in logs, screenshots and bug repor
 """
 
 import logging
+import re
 import urllib.parse
 
 from . import comfy
@@ -49,20 +50,20 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
+_QUERY = re.compile(r"(\w+://[^\s?#\"'<>]*)\?[^\s#\"'<>]*")
+_USER_INFO = re.compile(r"(\w+://)[^\s/?#@\"'<>]*@")
+
+
 class _HideQueries(logging.Filter):
-    """httpx logs every request's full URL at INFO (which ComfyUI prints): cut the query."""
+    """httpx logs every request's full URL at INFO (which ComfyUI prints): cut the query.
+    Works on the formatted message, whichever filter (e.g. the key redactor) ran first."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any("?" in str(arg) for arg in record.args):
-            record.args = tuple(_strip_query(arg) for arg in record.args)
+        message = record.getMessage()
+        cleaned = _USER_INFO.sub(r"\1", _QUERY.sub(r"\1?…", message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
-
-
-def _strip_query(arg):
-    text = str(arg)
-    if "://" in text and "?" in text:
-        return text.split("?", 1)[0] + "?…"
-    return arg
 
 
 _FILTER = _HideQueries()
