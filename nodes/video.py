@@ -2,7 +2,6 @@
 
 import math
 
-from ..utils.job import Upload
 from ..utils.video import check_frames, encode_mp4, fit_length, frames_seconds
 from . import widgets as w
 from .base import FalAudioNode
@@ -69,6 +68,8 @@ class MMAudioVideoToAudio(FalAudioNode):
         self.check(0 <= seed and seed + takes - 1 <= SEED_MAX, "seed",
                    f"must be 0-{SEED_MAX} for MMAudio (with {takes} takes, at most {SEED_MAX - takes + 1})")
         planned = super().requests(inputs)
+        from ..utils.job import Upload  # the runner is imported on first run, not at start-up
+
         # Encoded once for every take; uploaded by the job runner only when a request is really sent.
         video = Upload(encode_mp4(images, fps), "video/mp4", "frames.mp4")
         for request, _, _ in planned:
