@@ -247,3 +247,9 @@ def test_nan_in_the_second_clip_of_a_batch_stops_the_whole_batch(fal, nodes):
     refused(fal, nodes, "FalAudioAceStepOutpaint", "audio", "contains NaN",
             audio={"waveform": torch.cat([good, bad]), "sample_rate": 8000})
 
+
+
+@pytest.mark.parametrize("name", ["FalAudioLyria2", "FalAudioAceStepInpaint", "FalAudioCassetteMusic"])
+def test_takes_that_would_run_past_the_largest_seed(fal, nodes, name):
+    refused(fal, nodes, name, "seed", "must be 0-2147483647", "with 2 takes, at most 2147483646",
+            seed=2**31 - 1, takes=2)
