@@ -11,6 +11,7 @@ from ..utils import audio as audio_io
 from ..utils import comfy
 from ..utils.errors import invalid
 from ..utils.options import CallOptions
+from . import widgets
 
 # utils.job (and through it sqlite3, httpx, fal_client) is imported on first run, not when
 # ComfyUI starts and merely declares the nodes.
@@ -38,6 +39,8 @@ class FalAudioNode:
     AUDIO_INPUTS: Dict[str, str] = {}
     # Widget values that mean "not set: let fal apply its own default" (not sent).
     UNSET: Dict[str, object] = {}
+    # The largest seed the model takes.
+    SEED_MAX = widgets.SEED_MAX
 
     def validate(self, request: dict, clips: Dict[str, dict]) -> None:
         """Model-specific checks before paying; raise utils.errors.invalid(...)."""
@@ -68,6 +71,9 @@ class FalAudioNode:
         base = self._base_request(inputs)
         takes = int(inputs.get("takes", 1))
         seed = int(inputs.get("seed", 0))
+        self.check(0 <= seed and seed + takes - 1 <= self.SEED_MAX, "seed",
+                   f"must be 0-{self.SEED_MAX} for this model (with {takes} takes, at most "
+                   f"{self.SEED_MAX - takes + 1})")
         clip_lists = {}
         for socket, field in self.AUDIO_INPUTS.items():
             if inputs.get(socket) is not None:

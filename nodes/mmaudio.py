@@ -3,6 +3,8 @@
 from . import widgets as w
 from .base import FalAudioNode
 
+SEED_MAX = 65535  # MMAudio v2 takes a 16-bit seed
+
 # MMAudio's settings, shared with its video-to-audio endpoint.
 SETTINGS = {
     "negative_prompt": w.text("The negative prompt to generate the audio for.", multiline=True),
@@ -18,10 +20,11 @@ class MMAudioTextToAudio(FalAudioNode):
     DISPLAY_NAME = "MMAudio v2 Text to Audio (fal)"
     DESCRIPTION = "Generate sound effects, ambience or music from a text prompt with MMAudio v2."
     REQUIRED_TEXT = ("prompt",)
+    SEED_MAX = SEED_MAX
 
     @classmethod
     def INPUT_TYPES(cls):
         return w.node_inputs({
             "prompt": w.text("The prompt to generate the audio for.", multiline=True),
             **SETTINGS,
-        })
+        }, seed_max=cls.SEED_MAX)

@@ -5,13 +5,12 @@ import math
 from ..utils.video import check_frames, encode_mp4, fit_length, frames_seconds
 from . import widgets as w
 from .base import FalAudioNode
-from .mmaudio import SETTINGS
+from .mmaudio import SEED_MAX, SETTINGS
 
 DEFAULT_FPS = 24.0
 MATCH_FRAMES = 0.0
 MIN_SECONDS = 1.0  # pack limit, as for MMAudio's duration
 MAX_SECONDS = 30.0  # pack limit: MMAudio's longest duration
-SEED_MAX = 65535  # fal's MMAudio v2 takes seeds 0-65535
 
 
 class MMAudioVideoToAudio(FalAudioNode):
@@ -20,10 +19,11 @@ class MMAudioVideoToAudio(FalAudioNode):
     DESCRIPTION = ("Generate a soundtrack synchronized to video frames (an IMAGE batch) with MMAudio v2. The audio "
                    "is exactly as long as the frames, ready for Create Video or Video Combine.")
     RESULT_FILE = "video"  # fal returns the video with the sound added; its audio stream is decoded
+    SEED_MAX = SEED_MAX
 
     @classmethod
     def INPUT_TYPES(cls):
-        spec = w.node_inputs({
+        return w.node_inputs({
             "images": ("IMAGE", {"tooltip": "The video frames to add sound to (an IMAGE batch), sent as an H.264 MP4. "
                                             f"They must last {MIN_SECONDS:g}-{MAX_SECONDS:g} s at frame_rate "
                                             "(pack limit): longer batches are refused before anything is sent."}),
@@ -37,10 +37,7 @@ class MMAudioVideoToAudio(FalAudioNode):
                                  "(frames / frame_rate). Otherwise 1 s up to the frames' length (pack limit "
                                  f"{MAX_SECONDS:g} s); the soundtrack is always returned as long as the frames, "
                                  "padded with silence after a shorter duration.", MATCH_FRAMES, 0.0, MAX_SECONDS),
-        })
-        kind, options = spec["required"]["seed"]
-        spec["required"]["seed"] = (kind, {**options, "max": SEED_MAX})
-        return spec
+        }, seed_max=cls.SEED_MAX)
 
     def requests(self, inputs: dict) -> list:
         inputs = dict(inputs)
@@ -64,9 +61,6 @@ class MMAudioVideoToAudio(FalAudioNode):
             self.check(duration <= round(seconds, 3), "duration",
                        f"is {duration:g} s but the frames last {seconds:.2f} s; the soundtrack is cut to the frames' "
                        "length, so ask for at most that (or 0 to match the frames)")
-        seed, takes = int(inputs.get("seed", 0)), int(inputs.get("takes", 1))
-        self.check(0 <= seed and seed + takes - 1 <= SEED_MAX, "seed",
-                   f"must be 0-{SEED_MAX} for MMAudio (with {takes} takes, at most {SEED_MAX - takes + 1})")
         planned = super().requests(inputs)
         from ..utils.job import Upload  # the runner is imported on first run, not at start-up
 

@@ -30,11 +30,11 @@ def audio(tooltip: str):
     return ("AUDIO", {"tooltip": tooltip})
 
 
-def seed(sent_to_api: bool):
+def seed(sent_to_api: bool, maximum: int = SEED_MAX):
     what = ("Sent to the model as its seed" if sent_to_api
             else "This model takes no seed; a different value asks for a new take")
     # "fixed" after generate: re-queueing an unchanged workflow must never pay twice.
-    return ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": "fixed",
+    return ("INT", {"default": 0, "min": 0, "max": maximum, "control_after_generate": "fixed",
                     "tooltip": f"{what}. Same inputs and seed reuse the kept result at no cost; "
                                "change it (or set 'control after generate' to randomize) for a fresh take."})
 
@@ -47,10 +47,10 @@ FAL_CLIENT = ("FAL_CLIENT", {"tooltip": "Call options from a fal Client node (cr
                                         "where results are kept). Unconnected: FAL_KEY and the defaults."})
 
 
-def node_inputs(required: dict, optional: dict = None, sent_seed: bool = True) -> dict:
+def node_inputs(required: dict, optional: dict = None, sent_seed: bool = True, seed_max: int = SEED_MAX) -> dict:
     """The full INPUT_TYPES dict: the model's inputs, then seed/takes, the client socket, the node id."""
     return {
-        "required": {**required, "seed": seed(sent_seed), "takes": TAKES},
+        "required": {**required, "seed": seed(sent_seed, seed_max), "takes": TAKES},
         "optional": {**(optional or {}), "fal_client": FAL_CLIENT},
         "hidden": {"unique_id": "UNIQUE_ID"},
     }

@@ -299,3 +299,10 @@ def test_a_torn_write_leaves_the_journal_usable(tmp_path):
     assert (entry.state, entry.request_id) == ("submitted", "req-1")
     assert fresh.get("half") is None
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_takes_sharing_a_clip_upload_it_once(fal, nodes):
+    node = nodes["FalAudioAceStepAudioToAudio"]
+    clip = {"waveform": torch.rand(1, 1, 8000) - 0.5, "sample_rate": 8000}
+    run_node(node, **defaults(node, audio=clip, tags="rock", original_tags="pop", takes=3))
+    assert len(fal.submissions) == 3 and len(fal.uploads) == 1

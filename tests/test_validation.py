@@ -253,3 +253,12 @@ def test_nan_in_the_second_clip_of_a_batch_stops_the_whole_batch(fal, nodes):
 def test_takes_that_would_run_past_the_largest_seed(fal, nodes, name):
     refused(fal, nodes, name, "seed", "must be 0-2147483647", "with 2 takes, at most 2147483646",
             seed=2**31 - 1, takes=2)
+
+
+def test_mmaudio_text_to_audio_seed_range_is_16_bit(fal, nodes):
+    node = nodes["FalAudioMMAudioTextToAudio"]
+    assert node.INPUT_TYPES()["required"]["seed"][1]["max"] == 65535
+    with pytest.raises(ValueError) as caught:
+        run_node(node, **defaults(node, prompt="rain", seed=65535, takes=2))
+    assert "'seed' must be 0-65535" in str(caught.value) and "MMAudio v2 Text to Audio" in str(caught.value)
+    assert fal.requests == []

@@ -138,7 +138,7 @@ def test_requeueing_the_same_frames_pays_once(fal, nodes):
     (20, 24.0, {}, "images", "MMAudio needs at least 1 s of video (pack limit)"),
     (48, 24.0, {"duration": 3.0}, "duration", "is 3 s but the frames last 2.00 s"),
     (48, 24.0, {"duration": 0.5}, "duration", "use at least 1 s, or 0 to match the frames"),
-    (48, 24.0, {"seed": 65535, "takes": 2}, "seed", "must be 0-65535 for MMAudio (with 2 takes, at most 65534)"),
+    (48, 24.0, {"seed": 65535, "takes": 2}, "seed", "must be 0-65535 for this model (with 2 takes, at most 65534)"),
 ])
 def test_impossible_clips_are_refused_before_any_request(fal, nodes, count, fps, overrides, field, rule):
     with pytest.raises(ValueError) as caught:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -61,6 +62,12 @@ class JobResult:
 
 
 _journals: dict = {}
+_upload_locks: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _upload_lock(content_hash: str) -> asyncio.Lock:
+    per_loop = _upload_locks.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault(content_hash, asyncio.Lock())
 
 
 def journal() -> Journal:
@@ -197,14 +204,16 @@ class Job:
 
     async def _resolve_uploads(self, value):
         if isinstance(value, Upload):
-            book = journal()
-            url = book.upload_url(value.sha256)
-            if url is None:
-                comfy.throw_if_interrupted()
-                self._say("Uploading input audio")
-                url = await self._retrying("uploading input audio", lambda: self.gateway.upload(
-                    value.data, value.content_type, value.file_name))
-                book.remember_upload(value.sha256, url)
+            # One upload per content even when several takes need the same clip at once.
+            async with _upload_lock(value.sha256):
+                book = journal()
+                url = book.upload_url(value.sha256)
+                if url is None:
+                    comfy.throw_if_interrupted()
+                    self._say("Uploading input audio")
+                    url = await self._retrying("uploading input audio", lambda: self.gateway.upload(
+                        value.data, value.content_type, value.file_name))
+                    book.remember_upload(value.sha256, url)
             return url
         if isinstance(value, dict):
             return {k: await self._resolve_uploads(v) for k, v in value.items()}
