@@ -71,6 +71,7 @@ class FalAudioNode:
         base = self._base_request(inputs)
         takes = int(inputs.get("takes", 1))
         seed = int(inputs.get("seed", 0))
+        self.check(1 <= takes <= widgets.MAX_TAKES, "takes", f"must be 1-{widgets.MAX_TAKES}")
         self.check(0 <= seed and seed + takes - 1 <= self.SEED_MAX, "seed",
                    f"must be 0-{self.SEED_MAX} for this model (with {takes} takes, at most "
                    f"{self.SEED_MAX - takes + 1})")

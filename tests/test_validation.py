@@ -262,3 +262,11 @@ def test_mmaudio_text_to_audio_seed_range_is_16_bit(fal, nodes):
         run_node(node, **defaults(node, prompt="rain", seed=65535, takes=2))
     assert "'seed' must be 0-65535" in str(caught.value) and "MMAudio v2 Text to Audio" in str(caught.value)
     assert fal.requests == []
+
+
+@pytest.mark.parametrize("takes", [0, 9])
+def test_takes_out_of_range_is_refused(fal, nodes, takes):
+    node = nodes["FalAudioLyria2"]
+    with pytest.raises(ValueError) as caught:
+        run_node(node, **defaults(node, prompt="x", takes=takes))
+    assert "'takes' must be 1-8" in str(caught.value) and fal.requests == []
