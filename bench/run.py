@@ -1,0 +1,545 @@
+#!/usr/bin/env python
+"""Performance figures of the fal Audio pack against the local fal emulator.
+
+    python bench/run.py [--runs N]
+
+Starts tests/fal_emulator.py's FalEmulator on 127.0.0.1, points the real fal_client at
+it (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE, FAL_KEY), loads the pack the way ComfyUI does
+(importlib.util.spec_from_file_location under a hyphenated package name) and fakes
+nothing of ComfyUI: only FAL_AUDIO_OUTPUT_DIR and FAL_AUDIO_DATA_DIR point at a temp
+dir, so the kept results and the request journal never touch the user's folders.
+
+Every figure is the median of several runs; each run uses a fresh seed (so the journal
+does not hand back a kept result) except where reuse is what is measured. The figures
+go to stdout as a Markdown table (pasteable as is), progress and diagnostics to stderr.
+The exit status is 0 even when a figure fails: this is a measurement, not a test.
+"""
+
+import argparse
+import asyncio
+import gc
+import importlib
+import importlib.util
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+# A hyphenated folder name, as users clone the pack: only relative imports can work.
+PACK_NAME = "comfyui-fal-audio-bench"
+KEY = "bench000-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
+
+LYRIA = "FalAudioLyria2"
+DIFFRHYTHM = "FalAudioDiffRhythm"
+ACE_A2A = "FalAudioAceStepAudioToAudio"
+HEAVY = ("fal_client", "httpx", "av", "numpy")
+# What ComfyUI has already imported when it loads custom nodes.
+COMFY_PRELOAD = "import torch, asyncio, json, logging"
+
+IMPORT_TARGET_MS = 30.0
+OVERHEAD_LIMIT = 1.5  # x floor
+LATE_TARGET_S = 0.25
+POLLS_TARGET = 5.0  # per second
+CONCURRENCY_LIMIT = 1.3  # x one job
+MEMORY_LIMIT = 3.0  # x float32 waveform
+UPLOAD_LIMIT = 1.5  # x raw upload
+
+LYRIA_SECONDS, LYRIA_RATE = 30.0, 48000
+OVERHEAD_RUN_SECONDS = 1.0
+POLL_RUN_SECONDS = 5.0
+CONCURRENT_RUN_SECONDS = 2.0
+LONG_SECONDS, LONG_RATE = 285.0, 44100
+UPLOAD_SECONDS, UPLOAD_RATE = 60.0, 44100
+
+_seeds = itertools.count(1000)
+
+
+def fresh_seed(count: int = 1) -> int:
+    """A seed no earlier run used (takes=N uses seed..seed+N-1)."""
+    first = next(_seeds)
+    for _ in range(count - 1):
+        next(_seeds)
+    return first
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def median(values):
+    return statistics.median(values)
+
+
+# -- figures ----------------------------------------------------------------------------
+
+
+class Report:
+    HEADER = ("| figure | measured | floor or target | ratio | result |\n"
+              "|---|---|---|---|---|")
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        print(self.HEADER, flush=True)
+
+    def row(self, name: str, measured: str, reference: str, ratio: str, ok: bool) -> None:
+        self.passed += ok
+        self.failed += not ok
+        print(f"| {name} | {measured} | {reference} | {ratio} | {'PASS' if ok else 'FAIL'} |", flush=True)
+
+    def against_target(self, name: str, value: float, target: float, unit: str, fmt: str = ".3f") -> None:
+        """value must be <= target."""
+        self.row(name, f"{value:{fmt}} {unit}", f"target ≤ {target:{fmt}} {unit}", f"{value / target:.2f}",
+                 value <= target)
+
+    def against_floor(self, name: str, value: float, floor: float, limit: float, unit: str, floor_text: str = "",
+                      fmt: str = ".3f") -> None:
+        """value must be <= limit x floor."""
+        ratio = value / floor
+        reference = f"floor {floor:{fmt}} {unit}{floor_text}; target ≤ {limit:g}× floor"
+        self.row(name, f"{value:{fmt}} {unit}", reference, f"{ratio:.2f}×", ratio <= limit)
+
+    def summary(self) -> None:
+        print(f"\n{self.passed} passed, {self.failed} failed", flush=True)
+
+
+# -- the pack, as ComfyUI loads it --------------------------------------------------------
+
+
+def load_pack():
+    spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def pack_module(name: str):
+    return importlib.import_module(f"{PACK_NAME}.{name}")
+
+
+def defaults(node_class, **overrides):
+    """The widget defaults of a node, as a fresh node in the editor sends them."""
+    values = {}
+    for name, (kind, *options) in node_class.INPUT_TYPES()["required"].items():
+        opts = options[0] if options else {}
+        if isinstance(kind, list):
+            values[name] = opts.get("default", kind[0])
+        elif "default" in opts:
+            values[name] = opts["default"]
+    values.update(overrides)
+    return values
+
+
+def sine_clip(seconds: float, rate: int):
+    import torch
+
+    t = torch.arange(int(seconds * rate), dtype=torch.float32) / rate
+    waveform = torch.stack([0.5 * torch.sin(2 * torch.pi * 330 * t), 0.4 * torch.sin(2 * torch.pi * 550 * t)])
+    return {"waveform": waveform.unsqueeze(0).contiguous(), "sample_rate": rate}
+
+
+class Bench:
+    def __init__(self, emulator, runs: int):
+        self.emu = emulator
+        self.runs = runs
+        self.pack = load_pack()
+        self.nodes = self.pack.NODE_CLASS_MAPPINGS
+        # One long-lived event loop, as ComfyUI's executor awaits async nodes in.
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self._http = None
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self.run(self._http.aclose())
+        self.loop.close()
+
+    def node_call(self, name: str, **inputs) -> float:
+        """Wall time of one node.generate(...) awaited in the bench's event loop."""
+        node_class = self.nodes[name]
+        gc.collect()
+        start = time.perf_counter()
+        self.run(getattr(node_class(), node_class.FUNCTION)(**inputs))
+        return time.perf_counter() - start
+
+    def lyria(self, **overrides) -> dict:
+        return defaults(self.nodes[LYRIA], prompt="ambient river, gentle piano", **overrides)
+
+    # -- 2. overhead -----------------------------------------------------------------
+
+    async def _plain_download(self, url: str) -> bytes:
+        import httpx
+
+        if self._http is None:
+            # Built once, outside the timed part, as a long-lived client would be.
+            self._http = httpx.AsyncClient()
+        response = await self._http.get(url)
+        response.raise_for_status()
+        return response.content
+
+    def floor(self, url: str):
+        """One plain httpx GET of the file (loopback, through the proxy) + one PyAV decode."""
+        decode = pack_module("utils.audio").decode
+        gc.collect()
+        start = time.perf_counter()
+        data = self.run(self._plain_download(url))
+        downloaded = time.perf_counter()
+        decode(data)
+        return downloaded - start, time.perf_counter() - downloaded
+
+    def overhead(self, report: Report) -> None:
+        emu = self.emu
+        runs = 2 * self.runs  # short runs, and the noisiest figure
+        say(f"overhead: Lyria 2 node, {LYRIA_SECONDS:g} s {LYRIA_RATE} Hz stereo WAV, "
+            f"{OVERHEAD_RUN_SECONDS:g} s jobs, {runs} runs")
+        emu.set_handler("fal-ai/lyria2", lambda p: emu.file_result(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2))
+        url = emu.audio_file(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2)  # also encodes it once
+        emu.set_timing("fal-ai/lyria2", run_seconds=OVERHEAD_RUN_SECONDS)
+        # Warm-up: fal_client/httpx/av imports, the loop's client pool, the journal file.
+        self.node_call(LYRIA, **self.lyria(seed=fresh_seed()))
+        self.floor(url)
+        walls, downloads, decodes = [], [], []
+        for _ in range(runs):
+            walls.append(self.node_call(LYRIA, **self.lyria(seed=fresh_seed())))
+            download, decode = self.floor(url)
+            downloads.append(download)
+            decodes.append(decode)
+        model = OVERHEAD_RUN_SECONDS  # queue 0 s + run 1 s
+        overheads = [w - model for w in walls]
+        floors = [d + c for d, c in zip(downloads, decodes)]
+        late = [w - model - f for w, f in zip(walls, floors)]
+        say(f"  node wall {_list(walls)}; floor download {_list(downloads)} decode {_list(decodes)}")
+        report.against_floor("overhead: Lyria 2 node wall − model time (30 s 48 kHz WAV)", median(overheads),
+                             median(floors), OVERHEAD_LIMIT, "s",
+                             f" (download {median(downloads):.3f} + decode {median(decodes):.3f})")
+        report.against_target("completion noticed late: wall − run − download/decode", median(late),
+                              LATE_TARGET_S, "s")
+
+        say(f"polls: Lyria 2 node, {POLL_RUN_SECONDS:g} s job, 2 runs")
+        emu.set_timing("fal-ai/lyria2", run_seconds=POLL_RUN_SECONDS)
+        rates = []
+        for _ in range(2):
+            before = len(emu.submissions)
+            self.node_call(LYRIA, **self.lyria(seed=fresh_seed()))
+            (request_id,) = [s.request_id for s in emu.submissions[before:]]
+            polls = sum(1 for r in emu.status_calls if r == request_id)
+            rates.append(polls / POLL_RUN_SECONDS)
+        say(f"  status calls per second {_list(rates, '.1f')}")
+        report.against_target(f"status polls per second ({POLL_RUN_SECONDS:g} s job)", median(rates), POLLS_TARGET,
+                              "/s", ".1f")
+
+    # -- 3. concurrency --------------------------------------------------------------
+
+    def concurrency(self, report: Report) -> None:
+        emu = self.emu
+        runs = max(3, self.runs - 2)
+        say(f"concurrency: Lyria 2 node, {CONCURRENT_RUN_SECONDS:g} s jobs, {runs} runs each")
+        emu.set_handler("fal-ai/lyria2", lambda p: emu.file_result(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2))
+        emu.set_timing("fal-ai/lyria2", run_seconds=CONCURRENT_RUN_SECONDS)
+        node_class = self.nodes[LYRIA]
+
+        async def four_nodes():
+            await asyncio.gather(*(node_class().generate(**self.lyria(seed=fresh_seed())) for _ in range(4)))
+
+        def timed(coro_factory) -> float:
+            gc.collect()
+            start = time.perf_counter()
+            self.run(coro_factory())
+            return time.perf_counter() - start
+
+        singles, fours, takes = [], [], []
+        for _ in range(runs):
+            singles.append(self.node_call(LYRIA, **self.lyria(seed=fresh_seed())))
+            fours.append(timed(four_nodes))
+            takes.append(self.node_call(LYRIA, **self.lyria(seed=fresh_seed(4), takes=4)))
+        say(f"  one job {_list(singles)}; four nodes {_list(fours)}; takes=4 {_list(takes)}")
+        one = median(singles)
+        report.against_floor("4 Lyria 2 nodes at once (asyncio.gather), 2 s jobs", median(fours), one,
+                             CONCURRENCY_LIMIT, "s", " (one node, one job)")
+        report.against_floor("takes=4 on one Lyria 2 node, 2 s jobs", median(takes), one, CONCURRENCY_LIMIT, "s",
+                             " (one node, one job)")
+
+    # -- 4. memory -------------------------------------------------------------------
+
+    def memory(self, report: Report, workdir: Path) -> None:
+        emu = self.emu
+        runs = 3
+        say(f"memory: DiffRhythm node, {LONG_SECONDS:g} s {LONG_RATE} Hz stereo WAV, {runs} fresh processes")
+        # The 285 s song for "285s"; the child's warm-up call ("95s") gets a 1 s file, so that
+        # nothing the allocator keeps from the warm-up can hide the measured peak.
+        emu.set_handler("fal-ai/diffrhythm", lambda p: emu.file_result(
+            seconds=LONG_SECONDS if p.get("music_duration") == "285s" else 1.0, rate=LONG_RATE, channels=2))
+        emu.set_timing("fal-ai/diffrhythm", run_seconds=0.0)
+        emu.audio_file(seconds=LONG_SECONDS, rate=LONG_RATE, channels=2)  # encode it before any node runs
+        emu.audio_file(seconds=1.0, rate=LONG_RATE, channels=2)
+        waveform_bytes = int(LONG_SECONDS * LONG_RATE) * 2 * 4
+        increases = []
+        for _ in range(runs):
+            # A fresh process per run: what the allocator kept from an earlier run would hide the peak.
+            seeds = f"{fresh_seed()},{fresh_seed()}"
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", seeds],
+                                 capture_output=True, text=True, cwd=str(workdir), timeout=120)
+            if out.returncode != 0:
+                raise RuntimeError(f"memory child failed:\n{out.stderr}")
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            say(f"  RSS before {result['before'] / 2**20:.0f} MiB, peak {result['peak'] / 2**20:.0f} MiB, "
+                f"after {result['after'] / 2**20:.0f} MiB, waveform {result['shape']}, {result['samples']} samples")
+            increases.append(result["peak"] - result["before"])
+        report.against_floor("peak RSS increase, 285 s 44.1 kHz stereo result", median(increases) / 2**20,
+                             waveform_bytes / 2**20, MEMORY_LIMIT, "MiB", " (float32 waveform)", ".0f")
+
+    # -- 5. uploads ------------------------------------------------------------------
+
+    def uploads(self, report: Report) -> None:
+        emu = self.emu
+        job = pack_module("utils.job")
+        gateway = pack_module("utils.gateway").Gateway(KEY)
+        clip = sine_clip(UPLOAD_SECONDS, UPLOAD_RATE)
+        say(f"uploads: {UPLOAD_SECONDS:g} s stereo {UPLOAD_RATE} Hz clip, {self.runs} runs")
+
+        async def encode_and_upload():
+            upload = job.Upload.from_clip(clip, "audio.wav")
+            return await gateway.upload(upload.data, upload.content_type, upload.file_name), upload
+
+        def timed(coro_factory):
+            gc.collect()
+            start = time.perf_counter()
+            result = self.run(coro_factory())
+            return time.perf_counter() - start, result
+
+        _, (_, upload) = timed(encode_and_upload)  # warm-up: client, CDN token
+        fulls, raws = [], []
+        for _ in range(self.runs):
+            fulls.append(timed(encode_and_upload)[0])
+            raws.append(timed(lambda: gateway.upload(upload.data, upload.content_type, upload.file_name))[0])
+        say(f"  encode+upload {_list(fulls)}; upload alone {_list(raws)} ({len(upload.data) / 2**20:.1f} MiB WAV)")
+        report.against_floor("encode + upload of a 60 s stereo clip", median(fulls), median(raws), UPLOAD_LIMIT, "s",
+                             " (upload of the same WAV bytes)")
+
+        say("uploads: ACE-Step Audio to Audio twice with the same clip, different seeds")
+        node = self.nodes[ACE_A2A]
+        before = len(emu.uploads)
+        for _ in range(2):
+            self.node_call(ACE_A2A, **defaults(node, audio=clip, tags="lofi, chill", original_tags="rock",
+                                               seed=fresh_seed()))
+        grew = len(emu.uploads) - before
+        submitted = len(emu.submissions)
+        say(f"  uploads grew by {grew}; {submitted} submissions so far")
+        report.row("uploads for 2 runs of one clip (audio-to-audio, new seed)", f"{grew} upload{'s' * (grew != 1)}",
+                   "target exactly 1 upload", f"{grew / 1:.2f}", grew == 1)
+
+
+def _list(values, fmt: str = ".3f") -> str:
+    return "[" + ", ".join(f"{v:{fmt}}" for v in values) + "]"
+
+
+# -- 1. import (fresh subprocesses) --------------------------------------------------------
+
+# Runs in one fresh interpreter per variant: it imports what ComfyUI has loaded, then forks
+# one child per run (a fresh process with torch already imported, at a fraction of the cost
+# of starting Python and torch again), and each child imports the pack once and reports.
+_IMPORT_CHILD = COMFY_PRELOAD + """
+import importlib.util, json, os, sys, time
+init, name, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for _ in range(runs):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        before = set(sys.modules)
+        start = time.perf_counter()
+        spec = importlib.util.spec_from_file_location(name, init)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        elapsed = time.perf_counter() - start
+        new = set(sys.modules) - before
+        os.write(write, json.dumps({"ms": elapsed * 1000, "nodes": len(module.NODE_CLASS_MAPPINGS),
+                                    "pulled": sorted(n for n in new if n.split(".")[0] in %r)}).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        print(pipe.read(), flush=True)
+    os.waitpid(pid, 0)
+""" % (HEAVY,)
+
+
+def _import_runs(init: Path, name: str, runs: int) -> list:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # never write .pyc files into the repository
+    out = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, str(init), name, str(runs)], capture_output=True,
+                         text=True, env=env, cwd="/", timeout=120)
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or len(results) != runs:
+        raise RuntimeError(f"import child failed:\n{out.stderr}")
+    return results
+
+
+def import_figures(report: Report, runs: int, workdir: Path) -> None:
+    # As installed: a copy under custom_nodes/<hyphenated name> whose bytecode is cached,
+    # which is every ComfyUI start after the first. And the same import with no .pyc at all:
+    # the first start after an install or update (or always, under PYTHONDONTWRITEBYTECODE).
+    installed = workdir / "ComfyUI" / "custom_nodes" / "fal-audio"
+    shutil.copytree(ROOT, installed, ignore=shutil.ignore_patterns(".git", "tests", "bench", "__pycache__", "*.pyc",
+                                                                    "example_workflows"))
+    import compileall
+
+    compileall.compile_dir(str(installed), quiet=1)
+    runs = max(runs, 3) * 3
+    say(f"import: {runs} fresh processes each (forked after `{COMFY_PRELOAD}`)")
+    variants = [("cached .pyc", installed / "__init__.py", "fal-audio"),
+                ("no .pyc", ROOT / "__init__.py", "fal-audio-source")]
+    times = {}
+    pulled = set()
+    for label, init, name in variants:
+        _import_runs(init, name, 1)  # warm-up: the OS file cache
+        results = _import_runs(init, name, runs)
+        times[label] = [r["ms"] for r in results]
+        for result in results:
+            pulled.update(result["pulled"])
+        say(f"  {label}: {_list(times[label], '.1f')} ms ({results[0]['nodes']} nodes)")
+    report.against_target("import the pack (ComfyUI restart: cached .pyc)", median(times["cached .pyc"]),
+                          IMPORT_TARGET_MS, "ms", ".1f")
+    report.against_target("import the pack (first start: no .pyc)", median(times["no .pyc"]), IMPORT_TARGET_MS,
+                          "ms", ".1f")
+    report.row("heavy modules the import pulled in (fal_client, httpx, av, numpy)",
+               ", ".join(sorted(pulled)) or "none", "target none", "-", not pulled)
+
+
+# -- 4. memory, the child side -------------------------------------------------------------
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def memory_child(seeds: str) -> None:
+    """Runs in a fresh process: load the pack, warm up with a short result (first-call
+    imports and pools are not what is measured), then sample VmRSS every 5 ms while a
+    DiffRhythm node returns the 285 s song."""
+    import torch  # noqa: F401 - ComfyUI has it loaded
+
+    warm_seed, seed = (int(s) for s in seeds.split(","))
+    pack = load_pack()
+    node_class = pack.NODE_CLASS_MAPPINGS[DIFFRHYTHM]
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    lyrics = "[00:10.00]Moonlight spills through broken blinds\n[00:14.00]Shadows dance on city lines"
+
+    def call(seed_value: int, music_duration: str):
+        inputs = defaults(node_class, lyrics=lyrics, style_prompt="pop, warm synths", music_duration=music_duration,
+                          seed=seed_value)
+        return loop.run_until_complete(node_class().generate(**inputs))
+
+    (warm,) = call(warm_seed, "95s")  # the emulator answers it with a 1 s file
+    del warm
+    gc.collect()
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.005)
+
+    before = _rss()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    (audio,) = call(seed, "285s")
+    stop.set()
+    sampler.join()
+    peak[0] = max(peak[0], _rss())
+    waveform = audio["waveform"]
+    print(json.dumps({"before": before, "peak": peak[0], "after": _rss(), "shape": list(waveform.shape),
+                      "samples": int(waveform.shape[-1])}))
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def _code_version() -> str:
+    def git(*args):
+        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return out.stdout.rstrip("\n") if out.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "__init__.py", "nodes", "utils",
+                                                          "tests/fal_emulator.py").splitlines()]
+    return commit + (f" + uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median; default 5)")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return 0
+
+    sys.path.insert(0, str(TESTS))
+    import fal_emulator
+
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="fal-audio-bench-"))
+    emulator = fal_emulator.FalEmulator(key=KEY, workdir=workdir / "emulator")
+    try:
+        emulator.start()
+        # Before any client is built: the real fal_client and httpx read these.
+        for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_AUDIO_CREDENTIALS"):
+            os.environ.pop(name, None)
+        os.environ.update(emulator.client_env())
+        os.environ["FAL_AUDIO_OUTPUT_DIR"] = str(workdir / "output")
+        os.environ["FAL_AUDIO_DATA_DIR"] = str(workdir / "data")
+        say(f"fal emulator on 127.0.0.1:{emulator.port}; results and journal in {workdir}"
+)
+
+        say(f"code under test: {_code_version()}")
+        say("load average (1, 5, 15 min) at start: %.2f %.2f %.2f on %d cores" % (*os.getloadavg(), os.cpu_count()))
+        report = Report()
+        section = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal section
+            say(f"  ({name}: {time.perf_counter() - section:.0f} s)")
+            section = time.perf_counter()
+
+        import_figures(report, args.runs, workdir)
+        lap("import")
+        bench = Bench(emulator, args.runs)
+        bench.overhead(report)
+        lap("overhead")
+        bench.concurrency(report)
+        lap("concurrency")
+        bench.memory(report, workdir)
+        lap("memory")
+        bench.uploads(report)
+        lap("uploads")
+        report.summary()
+        bench.close()
+        say("load average (1, 5, 15 min) at end: %.2f %.2f %.2f" % os.getloadavg())
+    finally:
+        emulator.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    say(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
