@@ -89,10 +89,10 @@ class FalAudioNode:
         for index in range(batch):
             clips = {s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()}
             self.validate(base, clips)
+            # Encoded once per clip, shared by its takes.
+            uploads = {self.AUDIO_INPUTS[s]: Upload.from_clip(clip, f"{s}.wav") for s, clip in clips.items()}
             for take in range(takes):
-                request = dict(base)
-                for socket, clip in clips.items():
-                    request[self.AUDIO_INPUTS[socket]] = Upload.from_clip(clip, f"{socket}.wav")
+                request = {**base, **uploads}
                 if self.SENDS_SEED:
                     request["seed"] = seed + take
                 parts = ([f"clip {index + 1}/{batch}"] if batch > 1 else []) + (

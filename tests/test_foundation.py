@@ -160,3 +160,24 @@ def test_upload_of_an_audio_input_decodes_back_to_the_clip(fal, comfy):
     back = audio.decode(fal.uploads[0].data)
     assert back["sample_rate"] == 16000 and back["waveform"].shape == clip["waveform"].shape
     assert torch.allclose(back["waveform"], clip["waveform"], atol=1.0 / 16000)
+
+
+def test_completion_is_seen_from_the_status_stream_without_polling(fal, nodes):
+    fal.set_timing("fal-ai/lyria2", queue_seconds=0.3, run_seconds=1.0)
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=0.5))
+    started = time.monotonic()
+    run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="x"))
+    assert time.monotonic() - started < 1.3 + 0.25 + 0.5  # queue + run + noticed + download/decode
+    paths = [path for _, path in fal.requests]
+    assert sum(p.endswith("/status/stream") for p in paths) == 1
+    assert sum(p.endswith("/status") for p in paths) == 0
+
+
+def test_broken_status_stream_falls_back_to_polling(fal, nodes):
+    fal.fault("GET", r"/status/stream$", status=500, body={"detail": "no streams today"})
+    fal.set_timing("fal-ai/lyria2", run_seconds=0.6)
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=0.5))
+    (audio,) = run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="x"))
+    assert audio["waveform"].shape[-1] == 22050
+    polls = [p for _, p in fal.requests if p.endswith("/status")]
+    assert 2 <= len(polls) <= 0.6 * 10 + 2  # a few polls a second, not a busy loop

@@ -6,7 +6,6 @@ the last row/column). The encoding is deterministic, so the same frames give the
 upload and the same request identity: re-queueing never pays twice.
 """
 
-from fractions import Fraction
 
 from . import comfy
 from .errors import invalid
@@ -18,8 +17,10 @@ _CHUNK = 16
 _X264_OPTIONS = {"crf": "20", "preset": "veryfast"}
 
 
-def frame_rate(fps: float) -> Fraction:
+def frame_rate(fps: float):
     """The exact rate written to the MP4 (29.97 -> 2997/100)."""
+    from fractions import Fraction  # imports decimal: a few ms, paid on first use only
+
     return Fraction(float(fps)).limit_denominator(1001)
 
 
