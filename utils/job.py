@@ -7,6 +7,7 @@ import hashlib
 import re
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -35,6 +36,22 @@ class UnknownRequest(Exception):
     """fal answered 404 for a request id we hold."""
 
 
+def content_hash(data: bytes) -> str:
+    """A content hash for journal identities and upload reuse.
+
+    blake2b (as strong as sha256 here, faster on CPUs without SHA instructions) over two
+    halves hashed in parallel: hashlib releases the GIL, so a 10 MB clip takes half the time.
+    """
+    def digest(part) -> bytes:
+        return hashlib.blake2b(part, digest_size=32).digest()
+
+    view = memoryview(data)
+    half = len(view) // 2
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(digest, (view[:half], view[half:])))
+    return hashlib.blake2b(b"".join(parts), digest_size=32).hexdigest()
+
+
 @dataclass
 class Upload:
     """An input file that is uploaded to fal storage only when a request is really sent."""
@@ -45,8 +62,7 @@ class Upload:
     content_hash: str = field(init=False)
 
     def __post_init__(self):
-        # blake2b: as strong as sha256 here and twice as fast on CPUs without SHA instructions.
-        self.content_hash = hashlib.blake2b(self.data, digest_size=32).hexdigest()
+        self.content_hash = content_hash(self.data)
 
     @classmethod
     def from_clip(cls, clip: dict, name: str = "input.wav") -> "Upload":
