@@ -18,8 +18,6 @@ The exit status is 0 even when a figure fails: this is a measurement, not a test
 import argparse
 import asyncio
 import gc
-import importlib
-import importlib.util
 import itertools
 import json
 import os
@@ -34,7 +32,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-# A hyphenated folder name, as users clone the pack: only relative imports can work.
+sys.path.insert(0, str(TESTS))
+# The tests' loader: the pack imported by file path under a hyphenated name, as ComfyUI does.
+import support  # noqa: E402
+
 PACK_NAME = "comfyui-fal-audio-bench"
 KEY = "bench000-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
 
@@ -115,31 +116,6 @@ class Report:
 # -- the pack, as ComfyUI loads it --------------------------------------------------------
 
 
-def load_pack():
-    spec = importlib.util.spec_from_file_location(PACK_NAME, ROOT / "__init__.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_NAME] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def pack_module(name: str):
-    return importlib.import_module(f"{PACK_NAME}.{name}")
-
-
-def defaults(node_class, **overrides):
-    """The widget defaults of a node, as a fresh node in the editor sends them."""
-    values = {}
-    for name, (kind, *options) in node_class.INPUT_TYPES()["required"].items():
-        opts = options[0] if options else {}
-        if isinstance(kind, list):
-            values[name] = opts.get("default", kind[0])
-        elif "default" in opts:
-            values[name] = opts["default"]
-    values.update(overrides)
-    return values
-
-
 def sine_clip(seconds: float, rate: int):
     import torch
 
@@ -152,7 +128,7 @@ class Bench:
     def __init__(self, emulator, runs: int):
         self.emu = emulator
         self.runs = runs
-        self.pack = load_pack()
+        self.pack = support.load_pack(PACK_NAME)
         self.nodes = self.pack.NODE_CLASS_MAPPINGS
         # One long-lived event loop, as ComfyUI's executor awaits async nodes in.
         self.loop = asyncio.new_event_loop()
@@ -176,7 +152,7 @@ class Bench:
         return time.perf_counter() - start
 
     def lyria(self, **overrides) -> dict:
-        return defaults(self.nodes[LYRIA], prompt="ambient river, gentle piano", **overrides)
+        return support.defaults(self.nodes[LYRIA], prompt="ambient river, gentle piano", **overrides)
 
     # -- 2. overhead -----------------------------------------------------------------
 
@@ -192,7 +168,7 @@ class Bench:
 
     def floor(self, url: str):
         """One plain httpx GET of the file (loopback, through the proxy) + one PyAV decode."""
-        decode = pack_module("utils.audio").decode
+        decode = support.pack_module("utils.audio", PACK_NAME).decode
         gc.collect()
         start = time.perf_counter()
         data = self.run(self._plain_download(url))
@@ -305,8 +281,8 @@ class Bench:
 
     def uploads(self, report: Report) -> None:
         emu = self.emu
-        job = pack_module("utils.job")
-        gateway = pack_module("utils.gateway").Gateway(KEY)
+        job = support.pack_module("utils.job", PACK_NAME)
+        gateway = support.pack_module("utils.gateway", PACK_NAME).Gateway(KEY)
         clip = sine_clip(UPLOAD_SECONDS, UPLOAD_RATE)
         say(f"uploads: {UPLOAD_SECONDS:g} s stereo {UPLOAD_RATE} Hz clip, {self.runs} runs")
 
@@ -333,7 +309,7 @@ class Bench:
         node = self.nodes[ACE_A2A]
         before = len(emu.uploads)
         for _ in range(2):
-            self.node_call(ACE_A2A, **defaults(node, audio=clip, tags="lofi, chill", original_tags="rock",
+            self.node_call(ACE_A2A, **support.defaults(node, audio=clip, tags="lofi, chill", original_tags="rock",
                                                seed=fresh_seed()))
         grew = len(emu.uploads) - before
         submitted = len(emu.submissions)
@@ -436,15 +412,15 @@ def memory_child(seeds: str) -> None:
     import torch  # noqa: F401 - ComfyUI has it loaded
 
     warm_seed, seed = (int(s) for s in seeds.split(","))
-    pack = load_pack()
+    pack = support.load_pack(PACK_NAME)
     node_class = pack.NODE_CLASS_MAPPINGS[DIFFRHYTHM]
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     lyrics = "[00:10.00]Moonlight spills through broken blinds\n[00:14.00]Shadows dance on city lines"
 
     def call(seed_value: int, music_duration: str):
-        inputs = defaults(node_class, lyrics=lyrics, style_prompt="pop, warm synths", music_duration=music_duration,
-                          seed=seed_value)
+        inputs = support.defaults(node_class, lyrics=lyrics, style_prompt="pop, warm synths",
+                                  music_duration=music_duration, seed=seed_value)
         return loop.run_until_complete(node_class().generate(**inputs))
 
     (warm,) = call(warm_seed, "95s")  # the emulator answers it with a 1 s file
@@ -493,7 +469,6 @@ def main() -> int:
         memory_child(args.memory_child)
         return 0
 
-    sys.path.insert(0, str(TESTS))
     import fal_emulator
 
     started = time.perf_counter()

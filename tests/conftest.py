@@ -1,9 +1,6 @@
 """Test harness: load the pack the way ComfyUI does, fake the bits of ComfyUI it hooks
 into, and point the real fal_client at a local fal emulator (proxy + test CA)."""
 
-import asyncio
-import importlib
-import importlib.util
 import logging
 import sys
 import types
@@ -12,28 +9,7 @@ from pathlib import Path
 import pytest
 
 from fal_emulator import FalEmulator
-
-PACK_DIR = Path(__file__).resolve().parent.parent
-# A folder name with hyphens, as users clone it: only relative imports can work.
-PACK_NAME = "comfyui-fal-audio-under-test"
-# A canary key: if this string shows up in any output, log, error or file, it leaked.
-CANARY_KEY = "c4nary00-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
-
-
-def load_pack():
-    """Import the pack exactly as ComfyUI's load_custom_node does."""
-    if PACK_NAME in sys.modules:
-        return sys.modules[PACK_NAME]
-    spec = importlib.util.spec_from_file_location(PACK_NAME, PACK_DIR / "__init__.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_NAME] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def pack_module(name: str):
-    load_pack()
-    return importlib.import_module(f"{PACK_NAME}.{name}")
+from support import CANARY_KEY, load_pack
 
 
 @pytest.fixture(scope="session")
@@ -126,29 +102,6 @@ def fal(emulator_session, monkeypatch, tmp_path, comfy):
                  "FAL_AUDIO_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
     yield emulator_session
-
-
-def run_node(node_class, **inputs):
-    """Call a node's FUNCTION as ComfyUI's executor does (awaiting it if it is async)."""
-    node = node_class()
-    result = getattr(node, node_class.FUNCTION)(**inputs)
-    if asyncio.iscoroutine(result):
-        result = asyncio.run(result)
-    return result
-
-
-def defaults(node_class, **overrides):
-    """The widget defaults of a node, as a fresh node in the editor would send them."""
-    values = {}
-    spec = node_class.INPUT_TYPES()
-    for name, (kind, *options) in spec["required"].items():
-        opts = options[0] if options else {}
-        if isinstance(kind, list):
-            values[name] = opts.get("default", kind[0])
-        elif "default" in opts:
-            values[name] = opts["default"]
-    values.update(overrides)
-    return values
 
 
 @pytest.fixture

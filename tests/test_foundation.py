@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from conftest import CANARY_KEY, PACK_DIR, defaults, pack_module, run_node
+from support import CANARY_KEY, PACK_DIR, defaults, pack_module, run_node
 
 LYRIA = "FalAudioLyria2"
 ACE = "FalAudioAceStep"

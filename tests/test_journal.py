@@ -9,12 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import PACK_DIR, defaults, pack_module, run_node
+from support import PACK_DIR, defaults, pack_module, run_node
 from fal_emulator import EmulatedError
 
 LYRIA = "FalAudioLyria2"
@@ -195,7 +194,7 @@ def test_crash_while_in_flight_resumes_the_same_request(fal, nodes, short_file, 
     script = (
         "import asyncio, sys\n"
         f"sys.path.insert(0, r'{PACK_DIR / 'tests'}')\n"
-        "from conftest import load_pack, defaults\n"
+        "from support import load_pack, defaults\n"
         "node = load_pack().NODE_CLASS_MAPPINGS['FalAudioLyria2']\n"
         "asyncio.run(node().generate(**defaults(node, prompt='money test')))\n"
     )

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import torch
 
-from conftest import CANARY_KEY, pack_module, run_node
+from support import CANARY_KEY, pack_module, run_node
 from fal_emulator import encode_sine
 
 NODE = "FalAudioLoadURL"

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from conftest import defaults, pack_module, run_node
+from support import defaults, pack_module, run_node
 
 # The model files of this pack; nodes registered from elsewhere (client, video, ...) are not model nodes here.
 MODEL_MODULES = ("ace_step", "cassette", "diffrhythm", "elevenlabs", "yue", "mmaudio", "minimax", "lyria")

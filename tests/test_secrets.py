@@ -4,12 +4,10 @@ where the README says, with errors that say where to put it."""
 import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import CANARY_KEY, PACK_DIR, defaults, pack_module, run_node
+from support import CANARY_KEY, PACK_DIR, defaults, run_node
 
 LYRIA = "FalAudioLyria2"
 KEY_ID, KEY_SECRET = CANARY_KEY.split(":")

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from conftest import defaults, run_node
+from support import defaults, run_node
 
 DR_LYRICS = "[00:10.00]Moonlight spills through broken blinds\n[00:13.20]Your shadow dances on the dashboard shrine"
 YUE_LYRICS = "[verse]\nStaring at the sunset\n[chorus]\nEvery road you take"

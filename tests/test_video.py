@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from conftest import PACK_DIR, defaults, load_pack, run_node
+from support import PACK_DIR, defaults, load_pack, run_node
 
 VIDEO = "FalAudioMMAudioVideoToAudio"
 ENDPOINT = "fal-ai/mmaudio-v2"

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from conftest import defaults, run_node
+from support import defaults, run_node
 
 WAVEFORM = "FalAudioWaveform"
 SPECTROGRAM = "FalAudioSpectrogram"

@@ -15,7 +15,7 @@ import re
 import pytest
 import torch
 
-from conftest import CANARY_KEY, PACK_DIR, run_node
+from support import CANARY_KEY, PACK_DIR, run_node
 
 FOLDER = PACK_DIR / "example_workflows"
 FILES = sorted(FOLDER.glob("*.json"))
