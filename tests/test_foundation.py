@@ -181,3 +181,15 @@ def test_broken_status_stream_falls_back_to_polling(fal, nodes):
     assert audio["waveform"].shape[-1] == 22050
     polls = [p for _, p in fal.requests if p.endswith("/status")]
     assert 2 <= len(polls) <= 0.6 * 10 + 2  # a few polls a second, not a busy loop
+
+
+def test_a_silent_status_stream_cannot_hide_completion(fal, nodes, monkeypatch):
+    """A proxy that buffers the event stream: the job still finishes, via a direct status check."""
+    job = pack_module("utils.job")
+    monkeypatch.setattr(job, "QUIET_POLL", 0.5)
+    fal.fault("GET", r"/status/stream$", delay=30)  # the stream never says anything
+    fal.set_timing("fal-ai/lyria2", run_seconds=0.2)
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=0.5))
+    started = time.monotonic()
+    (audio,) = run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="x"))
+    assert audio["waveform"].shape[-1] == 22050 and time.monotonic() - started < 3.0

@@ -25,6 +25,8 @@ log = get_logger("job")
 
 # Without fal's status stream: poll quickly at first (short jobs finish fast), then a few times a second.
 POLL_FIRST, POLL_MAX = 0.1, 0.25
+# With the stream: ask for the status directly after this many quiet seconds.
+QUIET_POLL = 5.0
 # How often a wait wakes up to notice ComfyUI's Cancel.
 INTERRUPT_CHECK = 0.1
 CANCEL_TIMEOUT = 10.0
@@ -316,7 +318,7 @@ class Job:
 
         updates: asyncio.Queue = asyncio.Queue()
         watcher = asyncio.ensure_future(self._watch(request_id, updates))
-        queued_since = time.monotonic()
+        queued_since = last_update = time.monotonic()
         status = None
         try:
             while True:
@@ -325,9 +327,16 @@ class Job:
                 except asyncio.TimeoutError:
                     update = None
                 comfy.throw_if_interrupted()
+                if update is None and time.monotonic() - last_update > QUIET_POLL:
+                    # A stream that has gone quiet (or a proxy that buffers it) must not hide
+                    # completion: ask directly now and then.
+                    update = await self._retrying("checking the status",
+                                                  lambda: self.gateway.status(self.endpoint, request_id),
+                                                  server_errors=True)
                 if isinstance(update, BaseException):
                     raise update
-                status = update or status
+                if update is not None:
+                    status, last_update = update, time.monotonic()
                 elapsed = time.monotonic() - self.started
                 if isinstance(status, fal_client.Queued):
                     waited = time.monotonic() - queued_since
