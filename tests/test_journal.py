@@ -305,3 +305,25 @@ def test_takes_sharing_a_clip_upload_it_once(fal, nodes):
     clip = {"waveform": torch.rand(1, 1, 8000) - 0.5, "sample_rate": 8000}
     run_node(node, **defaults(node, audio=clip, tags="rock", original_tags="pop", takes=3))
     assert len(fal.submissions) == 3 and len(fal.uploads) == 1
+
+
+def test_cancel_refused_as_already_completed_keeps_the_paid_request(fal, nodes, comfy, short_file):
+    """Cancel loses the race with completion: fal says ALREADY_COMPLETED, so the request is paid
+    for; the journal must keep it so the next run fetches it instead of paying again."""
+    fal.set_timing("fal-ai/lyria2", run_seconds=1.0)
+    fal.fault("PUT", r"/cancel$", status=400, body={"status": "ALREADY_COMPLETED"})
+    interrupt_after(comfy, 0.2, when=lambda: fal.submissions)
+    with pytest.raises(comfy.InterruptProcessingException):
+        lyria(nodes)
+    (audio,) = lyria(nodes)
+    assert audio["waveform"].shape[-1] == 48000 and len(fal.submissions) == 1
+
+
+def test_confirmed_cancel_is_not_reused(fal, nodes, comfy, short_file):
+    fal.set_timing("fal-ai/lyria2", run_seconds=30)
+    interrupt_after(comfy, 0.2, when=lambda: fal.submissions)
+    with pytest.raises(comfy.InterruptProcessingException):
+        lyria(nodes)
+    fal.set_timing("fal-ai/lyria2", run_seconds=0)
+    lyria(nodes)
+    assert len(fal.submissions) == 2 and len(fal.cancels) == 1

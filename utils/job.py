@@ -221,7 +221,12 @@ class Job:
             raise
         book.submitted(self.identity, request_id)
         log.info("%s: submitted request %s", self.endpoint, request_id)
-        return await self._follow(request_id)
+        try:
+            return await self._follow(request_id)
+        except UnknownRequest:
+            book.failed(self.identity, "unknown to fal")
+            raise RequestFailed(f"{self.endpoint}: fal.ai no longer knows request {request_id}, which it had just "
+                                "accepted. Run the node again to submit anew.") from None
 
     async def _resolve_uploads(self, value):
         if isinstance(value, Upload):
@@ -375,15 +380,21 @@ class Job:
             await asyncio.gather(watcher, return_exceptions=True)
 
     async def _cancel(self, request_id: str, why: str) -> None:
-        """Tell fal to stop (and stop billing). Shielded: runs even while we are being cancelled."""
-        journal().failed(self.identity, why)
+        """Tell fal to stop (and stop billing). Shielded: runs even while we are being cancelled.
+
+        Only a confirmed cancel retires the journal entry. If fal answers that the request
+        already completed (or the answer is lost), it may be paid for: the entry stays
+        'submitted' so the next run with the same inputs fetches the result for free.
+        """
         self._say(f"Cancelling ({why})")
         try:
             await asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)), CANCEL_TIMEOUT)
-            log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
-        except Exception as exc:  # noqa: BLE001 - best effort; e.g. ALREADY_COMPLETED
-            log.warning("%s: cancel of request %s was not confirmed (%s)", self.endpoint, request_id,
-                        type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - e.g. ALREADY_COMPLETED, or no answer
+            log.warning("%s: cancel of request %s was not confirmed (%s); the next run will pick it up",
+                        self.endpoint, request_id, http_status(exc) or type(exc).__name__)
+            return
+        journal().failed(self.identity, why)
+        log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
 
     async def _download(self, response: dict, request_id: str) -> Path:
         try:
