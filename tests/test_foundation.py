@@ -193,3 +193,12 @@ def test_a_silent_status_stream_cannot_hide_completion(fal, nodes, monkeypatch):
     started = time.monotonic()
     (audio,) = run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="x"))
     assert audio["waveform"].shape[-1] == 22050 and time.monotonic() - started < 3.0
+
+
+def test_connections_of_finished_prompts_are_released(fal, nodes):
+    """ComfyUI may run each prompt in a new event loop: clients of closed loops must not pile up."""
+    gateway = pack_module("utils.gateway")
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=0.2))
+    for seed in range(3):
+        run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="x", seed=seed))
+    assert len(gateway._http_clients) <= 1 and len(gateway._clients) <= 1

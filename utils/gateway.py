@@ -1,14 +1,16 @@
-"""The fal transport: upload, submit, status, cancel, result and download.
+"""The fal transport: upload, submit, status (polled or streamed), cancel, result, download.
 
-Built on fal_client's AsyncClient (auth, URLs, its own retries of 429/ingress errors),
-but each step is a separate call so the caller drives polling, interrupts and timeouts:
-fal_client's subscribe() would own the wait and leak its polling thread on timeout.
+Each step is a separate call so the caller drives the wait, interrupts and timeouts
+(fal_client's subscribe() would own the wait and leak its polling thread on timeout).
+Upload, status and cancel use fal_client's AsyncClient (auth, URLs, its retries of 429
+and ingress errors); submit, the status stream and the result fetch are plain httpx
+calls, because fal_client's versions retry a submit that may have gone through, poll
+again before fetching, or have no stream at all.
 """
 
 import asyncio
 import os
 import uuid
-import weakref
 from pathlib import Path
 from typing import Optional
 
@@ -16,28 +18,39 @@ from .log import get_logger, guard_third_party_loggers
 
 log = get_logger("gateway")
 
-# Transport failures while polling/fetching are retried this often (fal_client already
-# retries each HTTP call itself; this covers what it gives up on, e.g. a dropped stream).
+# A dropped download is resumed this often before giving up.
 TRANSIENT_RETRIES = 4
 DOWNLOAD_CHUNK = 1 << 20
 
-_clients: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_clients: dict = {}
+_http_clients: dict = {}
+
+
+def per_loop(cache: dict) -> dict:
+    """The part of `cache` that belongs to the running event loop.
+
+    Network clients (and locks) are bound to the loop that created them, and ComfyUI may
+    run each prompt in a new loop: entries of loops that have closed are dropped, so their
+    connections are released instead of piling up prompt after prompt.
+    """
+    loop = asyncio.get_running_loop()
+    for stale in [other for other in cache if other.is_closed()]:
+        del cache[stale]
+    return cache.setdefault(loop, {})
 
 
 def _client(key: str):
-    """One fal_client.AsyncClient per event loop and key: httpx pools are loop-bound."""
+    """One fal_client.AsyncClient per event loop and key."""
     import fal_client
 
-    loop = asyncio.get_running_loop()
-    per_loop = _clients.setdefault(loop, {})
-    if key not in per_loop:
+    clients = per_loop(_clients)
+    if key not in clients:
         guard_third_party_loggers()
-        per_loop[key] = fal_client.AsyncClient(key=key)
-    return per_loop[key]
+        clients[key] = fal_client.AsyncClient(key=key)
+    return clients[key]
 
 
 SUBMIT_ATTEMPTS = 6
-_http_clients: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _http(key: str = ""):
@@ -46,13 +59,12 @@ def _http(key: str = ""):
     for downloads: result URLs are public and may point at any host."""
     import httpx
 
-    loop = asyncio.get_running_loop()
-    per_loop = _http_clients.setdefault(loop, {})
-    if key not in per_loop:
+    clients = per_loop(_http_clients)
+    if key not in clients:
         headers = {"Authorization": f"Key {key}"} if key else {}
-        per_loop[key] = httpx.AsyncClient(headers=headers, follow_redirects=not key,
-                                          timeout=httpx.Timeout(120.0, connect=15.0))
-    return per_loop[key]
+        clients[key] = httpx.AsyncClient(headers=headers, follow_redirects=not key,
+                                         timeout=httpx.Timeout(120.0, connect=15.0))
+    return clients[key]
 
 
 def _status(data: dict):

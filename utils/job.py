@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import re
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Callable, Optional
 from . import audio as audio_io
 from . import comfy, credentials, errors
 from .errors import FalAudioError, RequestFailed, TimeoutExpired
-from .gateway import Gateway, SubmitUncertain, http_status, is_transient
+from .gateway import Gateway, SubmitUncertain, http_status, is_transient, per_loop
 from .journal import Journal
 from .journal import identity as request_identity
 from .log import get_logger
@@ -83,12 +82,11 @@ class JobResult:
 
 
 _journals: dict = {}
-_upload_locks: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_upload_locks: dict = {}
 
 
 def _upload_lock(content_hash: str) -> asyncio.Lock:
-    per_loop = _upload_locks.setdefault(asyncio.get_running_loop(), {})
-    return per_loop.setdefault(content_hash, asyncio.Lock())
+    return per_loop(_upload_locks).setdefault(content_hash, asyncio.Lock())
 
 
 def journal() -> Journal:
