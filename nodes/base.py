@@ -85,10 +85,11 @@ class FalAudioNode:
             self.check(len(clips) in (1, batch), socket, f"has {len(clips)} clips but another audio input has {batch}")
         from ..utils.job import Upload
 
+        per_clip = [{s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()} for index in range(batch)]
+        for clips in per_clip:
+            self.validate(base, clips)  # every clip is checked before any is encoded
         planned = []
-        for index in range(batch):
-            clips = {s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()}
-            self.validate(base, clips)
+        for index, clips in enumerate(per_clip):
             # Encoded once per clip, shared by its takes.
             uploads = {self.AUDIO_INPUTS[s]: Upload.from_clip(clip, f"{s}.wav") for s, clip in clips.items()}
             for take in range(takes):
@@ -105,7 +106,9 @@ class FalAudioNode:
         options = fal_client or CallOptions()
         from ..utils.job import Job
 
-        planned = self.requests(inputs)  # all validation happens here, before any request
+        # All validation happens here, before any request; encoding inputs runs off the
+        # event loop so other nodes of the prompt keep going meanwhile.
+        planned = await asyncio.to_thread(self.requests, inputs)
         progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.RESULT_FILE, take_key, label)
                 for request, take_key, label in planned]
