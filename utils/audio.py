@@ -7,7 +7,7 @@ which every fal audio model accepts and which needs no codec at all.
 
 import io
 from pathlib import Path
-from typing import Iterator, List, Union
+from typing import List, Union
 
 from .errors import invalid
 
@@ -99,13 +99,14 @@ def duration(clip: dict) -> float:
     return clip["waveform"].shape[-1] / float(clip["sample_rate"])
 
 
-def wav_chunks(clip: dict) -> Iterator[bytes]:
-    """One [1, C, T] clip as 16-bit PCM WAV: the header, then interleaved sample blocks.
+def encode_wav(clip: dict) -> bytes:
+    """One [1, C, T] clip as 16-bit PCM WAV (interleaved, little-endian).
 
-    Each block is converted in one cache-sized pass: about twice as fast as converting the
-    whole clip at once, and no full-size float temporaries.
+    Samples are converted in cache-sized blocks straight into the file's buffer: about
+    twice as fast as one whole-clip pass, with no full-size temporaries.
     """
     import struct
+    import sys
 
     import torch
 
@@ -113,17 +114,17 @@ def wav_chunks(clip: dict) -> Iterator[bytes]:
     channels, frames = waveform.shape
     rate = int(clip["sample_rate"])
     size = frames * channels * 2
-    yield struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, channels, rate,
-                      rate * channels * 2, channels * 2, 16, b"data", size)
-    for start in range(0, frames, ENCODE_BLOCK):
-        block = waveform[:, start:start + ENCODE_BLOCK]
-        pcm = torch.empty((block.shape[1], channels), dtype=torch.int16)
-        pcm.copy_(block.t().clamp(-1.0, 1.0).mul_(32767.0).round_())
-        yield pcm.numpy().tobytes()
-
-
-def encode_wav(clip: dict) -> bytes:
-    return b"".join(wav_chunks(clip))
+    buffer = bytearray(44 + size)
+    struct.pack_into("<4sI4s4sIHHIIHH4sI", buffer, 0, b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, channels,
+                     rate, rate * channels * 2, channels * 2, 16, b"data", size)
+    if size:
+        pcm = torch.frombuffer(buffer, dtype=torch.int16, offset=44).view(frames, channels)
+        for start in range(0, frames, ENCODE_BLOCK):
+            block = waveform[:, start:start + ENCODE_BLOCK]
+            pcm[start:start + ENCODE_BLOCK].copy_(block.t().clamp(-1.0, 1.0).mul_(32767.0).round_())
+        if sys.byteorder == "big":  # WAV is little-endian
+            pcm.numpy().byteswap(inplace=True)
+    return bytes(buffer)
 
 
 def stack(audios: List[dict]) -> dict:

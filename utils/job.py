@@ -3,10 +3,8 @@ submit, wait (with progress, Cancel and timeouts), fetch, keep the file, decode.
 """
 
 import asyncio
-import hashlib
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -40,19 +38,13 @@ class UnknownRequest(Exception):
 def content_hash(data: bytes) -> str:
     """A content hash for journal identities and upload reuse.
 
-    blake2b (as strong as sha256 here, faster on CPUs without SHA instructions) over two
-    halves hashed in parallel: hashlib releases the GIL, so a 10 MB clip takes half the time.
-    (Hashing blocks while encoding the next was slower: torch's worker threads hold the
-    second core.)
+    XXH3-128: not cryptographic, and need not be (it names the user's own clips; nobody
+    forges collisions against them), with 128 bits against chance collisions, and about
+    10 GB/s: a 60 s stereo clip hashes in ~1 ms instead of ~30 ms with sha256/blake2b.
     """
-    def digest(part) -> bytes:
-        return hashlib.blake2b(part, digest_size=32).digest()
+    import xxhash
 
-    view = memoryview(data)
-    half = len(view) // 2
-    with ThreadPoolExecutor(2) as pool:
-        parts = list(pool.map(digest, (view[:half], view[half:])))
-    return hashlib.blake2b(b"".join(parts), digest_size=32).hexdigest()
+    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(data)
 
 
 @dataclass
