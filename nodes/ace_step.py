@@ -12,6 +12,7 @@ from .base import FalAudioNode
 SCHEDULERS = ("euler", "heun")
 GUIDANCE_TYPES = ("cfg", "apg", "cfg_star")
 MAX_SECONDS = 240.0  # ACE-Step generates at most 4 minutes (pack limit)
+NOT_SET = -1  # an optional seed the docs give no default for
 
 TAGS = w.text("Comma-separated list of genre tags to control the style of the generated audio.",
               multiline=True)
@@ -160,6 +161,7 @@ class AceStepAudioToAudio(_AceStep):
     DESCRIPTION = "Remix a song with new tags, or change its lyrics while keeping the music."
     REQUIRED_TEXT = ("tags", "original_tags")
     AUDIO_INPUTS = {"audio": "audio_url"}
+    UNSET = {"original_seed": NOT_SET}
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -170,8 +172,8 @@ class AceStepAudioToAudio(_AceStep):
                                     multiline=True),
             "original_lyrics": w.text("Original lyrics of the audio file (wire an ACE-Step node's 'lyrics' output).",
                                       multiline=True),
-            "original_seed": w.integer("Original seed of the audio file (wire an ACE-Step node's 'seed' output).",
-                                       0, 0, w.SEED_MAX),
+            "original_seed": w.integer("Original seed of the audio file (wire an ACE-Step node's 'seed' output). "
+                                       "-1 = not set: not sent.", NOT_SET, NOT_SET, w.SEED_MAX),
             "tags": TAGS,
             "lyrics": LYRICS,
             **GUIDANCE,

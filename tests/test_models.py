@@ -85,7 +85,7 @@ SPECS = {
     "FalAudioAceStepAudioToAudio": dict(
         endpoint="fal-ai/ace-step/audio-to-audio", text={"tags": "jazz", "original_tags": "lofi"},
         sockets={"audio": ("audio_url", 1.0)},
-        default_payload={"edit_mode": "remix", "original_tags": "lofi", "original_seed": 0, "tags": "jazz",
+        default_payload={"edit_mode": "remix", "original_tags": "lofi", "tags": "jazz",
                          **ACE_DEFAULTS},
         custom={"edit_mode": "lyrics", "original_tags": "lofi, chill", "original_lyrics": "[verse]\nold words",
                 "original_seed": 4242, "tags": "lofi, chill", "lyrics": "[verse]\nnew words", **ACE_CUSTOM},
