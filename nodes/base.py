@@ -28,7 +28,8 @@ class FalAudioNode:
     FUNCTION = "generate"
     RETURN_TYPES = ("AUDIO",)
     RETURN_NAMES = ("audio",)
-    API_NODE = True  # ComfyUI shows paid API nodes with a badge
+    # Not API_NODE: that flag marks Comfy's own partner nodes, billed in Comfy credits; newer frontends
+    # then demand a Comfy sign-in to run. These nodes are billed to the user's own fal key.
     # Response field holding the generated file.
     RESULT_FILE = "audio"
     # Does the model take `seed`? If not, the seed only selects a new take.

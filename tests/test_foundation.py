@@ -202,3 +202,10 @@ def test_connections_of_finished_prompts_are_released(fal, nodes):
     for seed in range(3):
         run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="x", seed=seed))
     assert len(gateway._http_clients) <= 1 and len(gateway._clients) <= 1
+
+
+def test_no_node_is_a_comfy_partner_node(nodes):
+    # API_NODE marks Comfy's own credit-billed partner nodes: the newest frontend files them under "API nodes"
+    # and replaces Run with "Sign in to run partner nodes". Ours are billed to the user's own fal key.
+    flagged = sorted(name for name, cls in nodes.items() if getattr(cls, "API_NODE", False))
+    assert flagged == []
