@@ -42,6 +42,21 @@ class FalAudioNode:
     UNSET: Dict[str, object] = {}
     # The largest seed the model takes.
     SEED_MAX = widgets.SEED_MAX
+    # Cost facts for the estimate before paying (utils.pricing turns them into the price's units).
+    # OUTPUT_SECONDS: seconds of audio one request makes: a number (a fixed length), the name of the request
+    # field that holds it, or None (unknown before the run). TEXT_FIELD: the request field whose characters
+    # per-character prices bill. Nodes whose cost depends on more (an input clip's length) override billing().
+    OUTPUT_SECONDS = None
+    TEXT_FIELD = None
+
+    def billing(self, request: dict, clips: Dict[str, dict]) -> dict:
+        """What one request is billed by: {"seconds": float or None, "characters": int or None}."""
+        seconds = self.OUTPUT_SECONDS
+        if isinstance(seconds, str):
+            seconds = request.get(seconds)
+        text = request.get(self.TEXT_FIELD) if self.TEXT_FIELD else None
+        return {"seconds": float(seconds) if isinstance(seconds, (int, float)) else None,
+                "characters": len(text) if isinstance(text, str) else None}
 
     def validate(self, request: dict, clips: Dict[str, dict]) -> None:
         """Model-specific checks before paying; raise utils.errors.invalid(...)."""
