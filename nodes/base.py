@@ -11,6 +11,7 @@ from ..utils import audio as audio_io
 from ..utils import comfy
 from ..utils.errors import invalid
 from ..utils.options import CallOptions
+from ..utils.results import MAIN, file_url
 from . import widgets
 
 # utils.job (and through it sqlite3, httpx, fal_client) is imported on first run, not when
@@ -30,7 +31,7 @@ class FalAudioNode:
     RETURN_NAMES = ("audio",)
     # Not API_NODE: that flag marks Comfy's own partner nodes, billed in Comfy credits; newer frontends
     # then demand a Comfy sign-in to run. These nodes are billed to the user's own fal key.
-    # Response field holding the generated file.
+    # Response field holding the generated file (what the default result_files() keeps).
     RESULT_FILE = "audio"
     # Does the model take `seed`? If not, the seed only selects a new take.
     SENDS_SEED = True
@@ -61,8 +62,21 @@ class FalAudioNode:
     def validate(self, request: dict, clips: Dict[str, dict]) -> None:
         """Model-specific checks before paying; raise utils.errors.invalid(...)."""
 
+    def result_files(self, response: dict) -> Dict[str, str]:
+        """The files to keep from fal's response: output name -> file URL. The job runner downloads,
+        keeps (journal, reuse, resume) and decodes every one into JobResult.audios[name]; the first
+        is also JobResult.audio. {} for a text-only result. Raise ValueError if a required file is missing."""
+        return {MAIN: file_url(response, self.RESULT_FILE)}
+
     def outputs(self, results: list) -> tuple:
+        """The node's sockets from its JobResults (.response, .audio, .audios, .inputs), one per request."""
         return (audio_io.stack([r.audio for r in results]),)
+
+    def say(self, text: str) -> None:
+        """A line on the node's progress text (e.g. from outputs())."""
+        progress = getattr(self, "progress", None)
+        if progress is not None:
+            progress.text(text)
 
     def check(self, rule_holds: bool, field: str, rule: str) -> None:
         if not rule_holds:
@@ -102,6 +116,7 @@ class FalAudioNode:
         from ..utils.job import Upload
 
         per_clip = [{s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()} for index in range(batch)]
+        self.planned_clips = []  # the input clips of each planned request, for outputs() (JobResult.inputs)
         for clips in per_clip:
             self.validate(base, clips)  # every clip is checked before any is encoded
         planned = []
@@ -116,6 +131,7 @@ class FalAudioNode:
                     [f"take {take + 1}/{takes}"] if takes > 1 else [])
                 label = (", ".join(parts) + ": ") if parts else ""
                 planned.append((request, None if self.SENDS_SEED else seed + take, label))
+                self.planned_clips.append(clips)
         return planned
 
     async def generate(self, fal_client: CallOptions = None, unique_id=None, **inputs):
@@ -125,10 +141,13 @@ class FalAudioNode:
         # All validation happens here, before any request; encoding inputs runs off the
         # event loop so other nodes of the prompt keep going meanwhile.
         planned = await asyncio.to_thread(self.requests, inputs)
-        progress = comfy.Progress(unique_id)
-        jobs = [Job(self.ENDPOINT, request, options, progress, self.RESULT_FILE, take_key, label)
+        self.progress = progress = comfy.Progress(unique_id)
+        jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label)
                 for request, take_key, label in planned]
-        return self.outputs(await run_all(jobs))
+        results = await run_all(jobs)
+        for result, clips in zip(results, getattr(self, "planned_clips", [])):
+            result.inputs = clips
+        return self.outputs(results)
 
 
 async def run_all(jobs: list) -> list:

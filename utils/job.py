@@ -3,11 +3,10 @@ submit, wait (with progress, Cancel and timeouts), fetch, keep the file, decode.
 """
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
 from . import audio as audio_io
 from . import comfy, credentials, errors
@@ -17,6 +16,9 @@ from .journal import Journal
 from .journal import identity as request_identity
 from .log import get_logger
 from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
+from .results import Locator
+from .results import file_name as _file_name
+from .results import single
 
 log = get_logger("job")
 
@@ -66,11 +68,22 @@ class Upload:
 
 @dataclass
 class JobResult:
+    """What one paid request gave: fal's response, and every file the node keeps from it
+    (kept on disk, decoded). `audio`/`file_path` are the first file's (None for a text-only result)."""
+
     response: dict
-    audio: dict
-    file_path: Path
+    audio: Optional[dict]
+    file_path: Optional[Path]
     request_id: Optional[str]
     reused: bool
+    audios: Dict[str, dict] = field(default_factory=dict)  # output name -> AUDIO
+    files: Dict[str, Path] = field(default_factory=dict)  # output name -> kept file
+    inputs: Dict[str, dict] = field(default_factory=dict)  # input socket -> the clip sent (set by the node)
+
+    @classmethod
+    def of(cls, response: dict, files: Dict[str, Path], audios: Dict[str, dict], request_id, reused: bool):
+        first = next(iter(files), None)
+        return cls(response, audios.get(first), files.get(first), request_id, reused, audios, files)
 
 
 _journals: dict = {}
@@ -98,29 +111,15 @@ def _identity_view(value):
     return value
 
 
-def _file_url(response: dict, key: str) -> str:
-    item = response.get(key)
-    url = item.get("url") if isinstance(item, dict) else item
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"the response has no '{key}' file")
-    return url
-
-
-def _file_name(endpoint: str, request_id: str, url: str) -> str:
-    suffix = Path(url.split("?")[0]).suffix.lower()
-    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
-        suffix = ".bin"
-    return f"{endpoint.replace('/', '_')}_{request_id}{suffix}"
-
-
 class Job:
     def __init__(self, endpoint: str, request: dict, options: CallOptions, progress: comfy.Progress,
-                 file_key: str = "audio", take_key: Any = None, label: str = ""):
+                 result_files: Union[Locator, str] = "audio", take_key: Any = None, label: str = ""):
         self.endpoint = endpoint
         self.request = request
         self.options = options
         self.progress = progress
-        self.file_key = file_key
+        # Which files of the response are kept (output name -> URL); a string names the one file field.
+        self.locate = single(result_files) if isinstance(result_files, str) else result_files
         self.label = label
         # take_key gives models without a seed a new identity per seed/take.
         self.identity = request_identity(endpoint, {"arguments": _identity_view(request), "take": take_key})
@@ -238,16 +237,17 @@ class Job:
         return value
 
     async def _reuse(self, entry) -> Optional[JobResult]:
-        path = Path(entry.file_path) if entry.file_path else None
-        if path is None or not path.is_file():
-            try:
-                path = await self._download(entry.response, entry.request_id)
-            except Exception as exc:  # noqa: BLE001 - the kept file is gone and fal's copy expired
-                log.warning("%s: kept result of request %s is missing and could not be fetched again (%s)",
-                            self.endpoint, entry.request_id, type(exc).__name__)
-                return None
+        kept = {name: Path(path) for name, path in (entry.files or {}).items()}
+        try:
+            files = await self._keep(entry.response, entry.request_id, kept)
+        except Exception as exc:  # noqa: BLE001 - a kept file is gone and fal's copy expired
+            log.warning("%s: kept result of request %s is missing and could not be fetched again (%s)",
+                        self.endpoint, entry.request_id, type(exc).__name__)
+            return None
+        if files != kept:
+            journal().completed(self.identity, entry.response, files)
         self._say("Reused the kept result (no new charge)")
-        return JobResult(entry.response, await self._decode(path), path, entry.request_id, reused=True)
+        return JobResult.of(entry.response, files, await self._decode(files), entry.request_id, reused=True)
 
     async def _follow(self, request_id: str) -> JobResult:
         try:
@@ -275,10 +275,11 @@ class Job:
                 f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
                 f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
             ) from None
-        path = await self._download(response, request_id)
-        journal().completed(self.identity, response, path)
-        self._say("Decoding")
-        return JobResult(response, await self._decode(path), path, request_id, reused=False)
+        files = await self._keep(response, request_id)
+        journal().completed(self.identity, response, files)
+        if files:
+            self._say("Decoding")
+        return JobResult.of(response, files, await self._decode(files), request_id, reused=False)
 
     async def _watch(self, request_id: str, updates: asyncio.Queue) -> None:
         """Feed status updates into `updates`: from fal's event stream, or by polling if the
@@ -386,17 +387,27 @@ class Job:
         journal().failed(self.identity, why)
         log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
 
-    async def _download(self, response: dict, request_id: str) -> Path:
+    async def _keep(self, response: dict, request_id: str, kept: Optional[Dict[str, Path]] = None) -> Dict[str, Path]:
+        """Every file the node keeps from the response, on disk: those already kept, the rest downloaded."""
         try:
-            url = _file_url(response, self.file_key)
+            urls = self.locate(response)
         except ValueError as exc:
             raise RequestFailed(f"{self.endpoint}: {exc}; got fields {sorted(response)}") from None
-        destination = self.options.output_path() / _file_name(self.endpoint, request_id, url)
-        self._say("Downloading")
+        files = {}
+        for name, url in urls.items():
+            path = (kept or {}).get(name)
+            files[name] = path if path is not None and path.is_file() else await self._download(
+                url, request_id, name, len(urls))
+        return files
+
+    async def _download(self, url: str, request_id: str, name: str, count: int) -> Path:
+        destination = self.options.output_path() / _file_name(self.endpoint, request_id, name, url)
+        what = f"Downloading {name}" if count > 1 else "Downloading"
+        self._say(what)
 
         def report(done: int, total: Optional[int]) -> None:
             if total:
-                self._say(f"Downloading {done * 100 // total}%")
+                self._say(f"{what} {done * 100 // total}%")
 
         try:
             return await self._interruptible(self.gateway.download(url, destination, report))
@@ -408,12 +419,17 @@ class Job:
                 f"({type(exc).__name__}: {exc}). Run the node again to retry the download (no new charge)."
             ) from None
 
-    async def _decode(self, path: Path) -> dict:
-        # In a worker thread: other nodes' and takes' downloads go on meanwhile.
-        try:
-            return await asyncio.to_thread(audio_io.decode, path)
-        except audio_io.DecodeError as exc:
-            raise RequestFailed(
-                f"{self.endpoint}: the returned file could not be decoded as audio ({exc}). "
-                f"It is kept at {path}."
-            ) from None
+    async def _decode(self, files: Dict[str, Path]) -> Dict[str, dict]:
+        """Decode every kept file, in worker threads: other nodes' and takes' downloads go on meanwhile."""
+        async def one(name: str, path: Path) -> dict:
+            try:
+                return await asyncio.to_thread(audio_io.decode, path)
+            except audio_io.DecodeError as exc:
+                what = "file" if len(files) == 1 else f"'{name}' file"
+                raise RequestFailed(
+                    f"{self.endpoint}: the returned {what} could not be decoded as audio ({exc}). "
+                    f"It is kept at {path}."
+                ) from None
+
+        decoded = await asyncio.gather(*(one(name, path) for name, path in files.items()))
+        return dict(zip(files, decoded))

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from . import comfy
 
@@ -34,7 +34,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     identity TEXT PRIMARY KEY, endpoint TEXT NOT NULL, state TEXT NOT NULL,
     request_id TEXT, owner TEXT, response TEXT, file_path TEXT,
-    detail TEXT, created REAL NOT NULL, updated REAL NOT NULL);
+    detail TEXT, created REAL NOT NULL, updated REAL NOT NULL, files TEXT);
 CREATE TABLE IF NOT EXISTS uploads (
     content_hash TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
 """
@@ -54,7 +54,8 @@ class Entry:
     request_id: Optional[str]
     owner: Optional[str]
     response: Optional[dict]
-    file_path: Optional[str]
+    file_path: Optional[str]  # the first kept file (journals written before `files` hold only this)
+    files: Optional[Dict[str, str]] = None  # every kept file: output name -> path
 
 
 class Journal:
@@ -70,17 +71,20 @@ class Journal:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
+            if "files" not in {row[1] for row in conn.execute("PRAGMA table_info(requests)")}:
+                conn.execute("ALTER TABLE requests ADD COLUMN files TEXT")  # a journal from before several files
             self._local.conn = conn
         return conn
 
     def _row(self, conn, key: str) -> Optional[Entry]:
         row = conn.execute(
-            "SELECT identity, endpoint, state, request_id, owner, response, file_path FROM requests WHERE identity=?",
-            (key,),
+            "SELECT identity, endpoint, state, request_id, owner, response, file_path, files FROM requests"
+            " WHERE identity=?", (key,),
         ).fetchone()
         if row is None:
             return None
-        return Entry(*row[:5], json.loads(row[5]) if row[5] else None, row[6])
+        files = json.loads(row[7]) if row[7] else ({"audio": row[6]} if row[6] else {})
+        return Entry(*row[:5], json.loads(row[5]) if row[5] else None, row[6], files)
 
     def get(self, key: str) -> Optional[Entry]:
         return self._row(self._connect(), key)
@@ -116,8 +120,11 @@ class Journal:
     def submitted(self, key: str, request_id: str) -> None:
         self._update(key, state=SUBMITTED, request_id=request_id)
 
-    def completed(self, key: str, response: dict, file_path: Path) -> None:
-        self._update(key, state=COMPLETED, response=json.dumps(response), file_path=str(file_path))
+    def completed(self, key: str, response: dict, files: Dict[str, Path]) -> None:
+        """The result is in: fal's response and every kept file (output name -> path; {} for text only)."""
+        paths = {name: str(path) for name, path in files.items()}
+        self._update(key, state=COMPLETED, response=json.dumps(response),
+                     file_path=next(iter(paths.values()), None), files=json.dumps(paths))
 
     def failed(self, key: str, detail: str) -> None:
         """fal reported the request failed or cancelled: never reuse it."""

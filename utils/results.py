@@ -1,0 +1,39 @@
+"""What a request keeps from fal's response: the files a node names, on disk under stable names.
+
+A node says which files it keeps with a locator: response -> {output name: file URL}
+(one file for most models, one per stem for stem separation, none for a text-only result
+such as a transcription). The job runner downloads and keeps every one; these helpers
+name them and read file URLs out of fal's response shapes.
+"""
+
+import re
+from pathlib import Path
+from typing import Callable, Dict
+
+Locator = Callable[[dict], Dict[str, str]]
+# The output name of the one file most models return. It keeps the name kept files had
+# before several files per request existed (<endpoint>_<request id>.<ext>).
+MAIN = "audio"
+
+
+def file_url(response: dict, key: str) -> str:
+    """The URL of the file in response[key] (a fal File object {"url": ...} or a bare URL)."""
+    item = response.get(key) if isinstance(response, dict) else None
+    url = item.get("url") if isinstance(item, dict) else item
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"the response has no '{key}' file")
+    return url
+
+
+def single(key: str) -> Locator:
+    """The locator of a model that returns one file, in response[key], kept as output MAIN."""
+    return lambda response: {MAIN: file_url(response, key)}
+
+
+def file_name(endpoint: str, request_id: str, name: str, url: str) -> str:
+    """<endpoint>_<request id>[_<name>].<ext>: the main file without its name, others with it."""
+    suffix = Path(url.split("?")[0]).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        suffix = ".bin"
+    label = "" if name == MAIN else "_" + re.sub(r"[^A-Za-z0-9_-]+", "-", name)[:40]
+    return f"{endpoint.replace('/', '_')}_{request_id}{label}{suffix}"
