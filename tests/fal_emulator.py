@@ -47,6 +47,8 @@ from typing import Any, Callable
 
 import trustme
 
+import fal_contracts
+
 logger = logging.getLogger(__name__)
 
 QUEUE_HOSTS = ("queue.fal.run", "queue.falrun.com")
@@ -459,7 +461,10 @@ class FalEmulator:
 
     cdn_token = "t"
 
-    def __init__(self, key: str, workdir: pathlib.Path):
+    def __init__(self, key: str, workdir: pathlib.Path, strict_contracts: bool = True):
+        # Submits are checked against tests/contracts.json (unknown field, type, enum, range,
+        # required -> 422, as fal's apps answer); off only for tests of the transport itself.
+        self.strict_contracts = strict_contracts
         self._initial_key = self._key = key
         self._workdir = pathlib.Path(workdir)
         self._lock = threading.RLock()
@@ -549,6 +554,7 @@ class FalEmulator:
         with self._lock:
             self._key = self._initial_key
             self.submissions: list[Submission] = []
+            self.rejected: list[Submission] = []  # submits refused by the endpoint's contract (422)
             self.cancels: list[str] = []
             self.status_calls: list[str] = []
             self.result_calls: list[str] = []
@@ -561,12 +567,18 @@ class FalEmulator:
             self._faults: list[_Fault] = []
             self._files: dict[str, _StoredFile] = {}
             self._pending_gcs: dict[str, tuple[str, str]] = {}  # upload id -> (file path, content type)
+            self._retired: set[str] = set()  # endpoints fal no longer serves: submit answers 404
 
     # -- behaviour ----------------------------------------------------------------------
 
     def set_handler(self, endpoint: str, handler: Callable[[dict], Any]) -> None:
         with self._lock:
             self._handlers[endpoint.strip("/")] = handler
+
+    def retire(self, endpoint: str) -> None:
+        """fal no longer serves `endpoint`: a submit to it answers 404 Not Found (its app is gone)."""
+        with self._lock:
+            self._retired.add(endpoint.strip("/"))
 
     def set_timing(
         self,
@@ -830,6 +842,15 @@ class FalEmulator:
         with self._lock:
             handler = self._handlers.get(endpoint)
             timing = copy.deepcopy(self._timings.get(endpoint, self._timings[None]))
+            retired, strict = endpoint in self._retired, self.strict_contracts
+        if retired:
+            return _json_response(404, {"detail": f"Application '{_app_base(endpoint)}' not found"})
+        # fal's apps validate the input against their schema and refuse it whole, nothing run or billed.
+        errors = fal_contracts.violations(endpoint, payload) if strict else None
+        if errors:
+            with self._lock:
+                self.rejected.append(Submission(endpoint, payload, headers, ""))
+            return _json_response(422, {"detail": errors})
         request_id = str(uuid.uuid4())
         job = Job(request_id, endpoint, _app_base(endpoint), payload, headers, timing)
         # The handler runs now (not when the job "completes") so tests can inspect
