@@ -26,6 +26,7 @@ inspect what the client did via the record lists (``submissions``, ``requests``,
 
 from __future__ import annotations
 
+import base64
 import copy
 import http.server
 import io
@@ -223,6 +224,9 @@ class _Fault:
     delay: float
     truncate: bool
     headers: dict[str, str]
+    skip: int = 0  # let this many matching requests through untouched first
+    delay_answer: float = 0.0  # handle the request at once, hold back its answer this long
+    echo_auth: bool = False  # error body echoes the Authorization header (plain and base64)
 
 
 @dataclass
@@ -568,6 +572,7 @@ class FalEmulator:
             self._files: dict[str, _StoredFile] = {}
             self._pending_gcs: dict[str, tuple[str, str]] = {}  # upload id -> (file path, content type)
             self._retired: set[str] = set()  # endpoints fal no longer serves: submit answers 404
+            self._next_request_ids: list[str] = []
 
     # -- behaviour ----------------------------------------------------------------------
 
@@ -633,11 +638,32 @@ class FalEmulator:
         delay: float = 0.0,
         truncate: bool = False,
         headers: dict[str, str] | None = None,
+        skip: int = 0,
+        delay_answer: float = 0.0,
+        echo_auth: bool = False,
     ) -> None:
-        """Inject a fault into the next ``times`` matching requests (``times < 0``: all)."""
+        """Inject a fault into the next ``times`` matching requests (``times < 0``: all).
+
+        ``skip``: the first ``skip`` matching requests pass untouched (fault the 2nd submit, ...).
+        ``delay_answer``: the request is handled at once (a submit creates its job) but its answer
+        is held back this many seconds. ``echo_auth``: answer ``status`` (default 400) with a body
+        that echoes the Authorization header, as is and base64-encoded, like a careless server.
+        """
         with self._lock:
             self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, body, times,
-                                       close, delay, truncate, dict(headers or {})))
+                                       close, delay, truncate, dict(headers or {}), skip, delay_answer,
+                                       echo_auth))
+
+    def remove_file(self, url: str) -> None:
+        """Forget a stored file (fal's copy expired): downloads of it answer 404."""
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+        with self._lock:
+            self._files.pop(path, None)
+
+    def queue_request_ids(self, *request_ids: str) -> None:
+        """The next submits get these request ids (odd ones included) instead of a UUID."""
+        with self._lock:
+            self._next_request_ids.extend(request_ids)
 
     def job(self, request_id: str) -> Job:
         with self._lock:
@@ -683,6 +709,13 @@ class FalEmulator:
                 response.headers.update(fault.headers)
                 conn._send(response, truncate=True)
                 return
+            if fault.echo_auth:
+                auth = headers.get("authorization", "")
+                conn._send(_json_response(fault.status or 400, {
+                    "detail": f"Could not process the request (Authorization: {auth})",
+                    "debug": {"authorization_b64": base64.b64encode(f"Authorization: {auth}".encode()).decode()},
+                }, fault.headers))
+                return
             if fault.status is not None:
                 conn._send(self._fault_response(fault))
                 return
@@ -700,11 +733,16 @@ class FalEmulator:
         except Exception:  # noqa: BLE001 - a bug here must surface as a 500, not a hang
             logger.exception("fal emulator: error handling %s %s", method, host_path)
             response = _json_response(500, {"detail": "fal emulator internal error"})
+        if fault is not None and fault.delay_answer:
+            time.sleep(fault.delay_answer)
         conn._send(response)
 
     def _take_fault(self, method: str, host_path: str) -> _Fault | None:
         for fault in self._faults:
             if fault.method not in ("*", method.upper()) or not fault.pattern.search(host_path):
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
                 continue
             if fault.times > 0:
                 fault.times -= 1
@@ -851,7 +889,8 @@ class FalEmulator:
             with self._lock:
                 self.rejected.append(Submission(endpoint, payload, headers, ""))
             return _json_response(422, {"detail": errors})
-        request_id = str(uuid.uuid4())
+        with self._lock:
+            request_id = self._next_request_ids.pop(0) if self._next_request_ids else str(uuid.uuid4())
         job = Job(request_id, endpoint, _app_base(endpoint), payload, headers, timing)
         # The handler runs now (not when the job "completes") so tests can inspect
         # payloads right after submit; the result is only revealed once COMPLETED.

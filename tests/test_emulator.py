@@ -487,3 +487,34 @@ def test_synchronous_run_on_fal_run(emu):
     emu.set_handler("fal-ai/lyria2", lambda payload: {"echo": payload})
     assert sync_client().run("fal-ai/lyria2", {"prompt": "x"}) == {"echo": {"prompt": "x"}}
     assert [s.endpoint for s in emu.submissions] == ["fal-ai/lyria2"]
+
+
+def test_delay_answer_of_a_chosen_submit(emu):
+    emu.fault("POST", r"lyria2$", delay_answer=0.6, skip=1)
+    client = sync_client()
+    started = time.monotonic()
+    client.submit("fal-ai/lyria2", {})
+    assert time.monotonic() - started < 0.5  # the first submit passes untouched
+    seen = []
+    threading_timer = __import__("threading").Timer(0.3, lambda: seen.append(len(emu.submissions)))
+    threading_timer.start()
+    started = time.monotonic()
+    client.submit("fal-ai/lyria2", {})
+    threading_timer.join()
+    assert time.monotonic() - started >= 0.6
+    assert seen == [2]  # the job existed while its answer was held back
+
+
+def test_removed_file_and_odd_request_ids_and_echoed_auth(emu):
+    url = emu.add_file(b"abc", "a.bin", "application/octet-stream")
+    emu.remove_file(url)
+    assert httpx.get(url).status_code == 404
+    emu.queue_request_ids("../../x")
+    assert sync_client().submit("fal-ai/lyria2", {}).request_id == "../../x"
+    emu.fault("POST", r"lyria2$", status=400, echo_auth=True)
+    response = httpx.post("https://queue.fal.run/fal-ai/lyria2", json={}, headers=auth_headers())
+    import base64
+
+    assert response.status_code == 400 and f"Key {KEY}" in response.json()["detail"]
+    echoed = base64.b64decode(response.json()["debug"]["authorization_b64"]).decode()
+    assert echoed == f"Authorization: Key {KEY}"
