@@ -711,9 +711,9 @@ class FalEmulator:
                 return
             if fault.echo_auth:
                 auth = headers.get("authorization", "")
+                raw = base64.b64encode(f"Authorization: {auth}".encode()).decode()
                 conn._send(_json_response(fault.status or 400, {
-                    "detail": f"Could not process the request (Authorization: {auth})",
-                    "debug": {"authorization_b64": base64.b64encode(f"Authorization: {auth}".encode()).decode()},
+                    "detail": f"Could not process the request (Authorization: {auth}; raw headers {raw})",
                 }, fault.headers))
                 return
             if fault.status is not None:

@@ -516,5 +516,5 @@ def test_removed_file_and_odd_request_ids_and_echoed_auth(emu):
     import base64
 
     assert response.status_code == 400 and f"Key {KEY}" in response.json()["detail"]
-    echoed = base64.b64decode(response.json()["debug"]["authorization_b64"]).decode()
+    echoed = base64.b64decode(response.json()["detail"].rsplit(" ", 1)[1].rstrip(")")).decode()
     assert echoed == f"Authorization: Key {KEY}"

@@ -10,6 +10,7 @@ again before fetching, or have no stream at all.
 
 import asyncio
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Optional
@@ -93,6 +94,14 @@ class SubmitUncertain(Exception):
     """The connection broke after the request was sent: fal may or may not have it."""
 
 
+# fal's request ids are UUIDs; accept that alphabet only, so an id can never steer a URL or a file path.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{7,127}")
+
+
+def valid_request_id(request_id) -> bool:
+    return isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id) is not None
+
+
 class HTTPError(Exception):
     """An HTTP error answer from fal, shaped like fal_client's (status_code, message)."""
 
@@ -148,10 +157,16 @@ class Gateway:
                     raise
                 log.warning("%s: could not connect to submit (%s); retrying", endpoint, type(exc).__name__)
             except httpx.TransportError as exc:
-                raise SubmitUncertain(f"{type(exc).__name__}") from None
+                raise SubmitUncertain(
+                    f"the connection to fal.ai broke right after the request was sent ({type(exc).__name__})") from None
             else:
                 if response.is_success:
-                    return response.json()["request_id"]
+                    request_id = response.json().get("request_id")
+                    if not valid_request_id(request_id):
+                        raise SubmitUncertain(
+                            f"fal.ai answered with a request id the pack does not accept ({str(request_id)[:80]!r}), "
+                            "so it was not followed")
+                    return request_id
                 if not _not_accepted(response) or attempt == SUBMIT_ATTEMPTS:
                     raise HTTPError.from_response(response)
                 log.warning("%s: fal answered %s to the submit; retrying", endpoint, response.status_code)

@@ -201,8 +201,7 @@ class Job:
             book.release(self.identity)
             if isinstance(exc, SubmitUncertain):
                 raise RequestFailed(
-                    f"{self.endpoint}: the connection to fal.ai broke right after the request was sent ({exc}), "
-                    "so it may or may not be running (and billed) on fal. It was not resent automatically; "
+                    f"{self.endpoint}: {exc}, so it may or may not be running (and billed) on fal. It was not resent automatically; "
                     "check your requests at https://fal.ai/dashboard and run the node again to submit anew."
                 ) from None
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
@@ -339,12 +338,11 @@ class Job:
                     self._say(f"In queue (position {status.position}), {waited:.0f} s")
                     self.progress.update(5)
                     if waited > self.options.queue_timeout:
-                        await self._cancel(request_id, "queue timeout")
+                        outcome = await self._cancel(request_id, "queue timeout")
                         raise TimeoutExpired(
                             f"{self.endpoint}: no fal runner picked the request up within the queue timeout of "
                             f"{self.options.queue_timeout:g} s (often: the account is out of credits, or the model "
-                            "is busy). The request was cancelled; raise 'queue_timeout' on the fal Client node to "
-                            "wait longer.")
+                            f"is busy). {outcome} Raise 'queue_timeout' on the fal Client node to wait longer.")
                 elif isinstance(status, fal_client.InProgress):
                     last_log = next((entry.get("message") for entry in reversed(status.logs or [])
                                      if entry.get("message")), "")
@@ -358,10 +356,10 @@ class Job:
                     return
                 if elapsed > self.options.overall_timeout:
                     if not isinstance(status, fal_client.InProgress):
-                        await self._cancel(request_id, "overall timeout")
+                        outcome = await self._cancel(request_id, "overall timeout")
                         raise TimeoutExpired(
                             f"{self.endpoint}: the overall timeout of {self.options.overall_timeout:g} s passed "
-                            "while the request was still queued. It was cancelled.")
+                            f"while the request was still queued. {outcome}")
                     raise TimeoutExpired(
                         f"{self.endpoint}: the overall timeout of {self.options.overall_timeout:g} s passed while "
                         f"the request was running. It was left running on fal (request {request_id}); run the node "
@@ -370,8 +368,9 @@ class Job:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
 
-    async def _cancel(self, request_id: str, why: str) -> None:
+    async def _cancel(self, request_id: str, why: str) -> str:
         """Tell fal to stop (and stop billing). Shielded: runs even while we are being cancelled.
+        Returns what happened, as a sentence for the user.
 
         Only a confirmed cancel retires the journal entry. If fal answers that the request
         already completed (or the answer is lost), it may be paid for: the entry stays
@@ -381,11 +380,14 @@ class Job:
         try:
             await asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)), CANCEL_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - e.g. ALREADY_COMPLETED, or no answer
+            reason = http_status(exc) or type(exc).__name__
             log.warning("%s: cancel of request %s was not confirmed (%s); the next run will pick it up",
-                        self.endpoint, request_id, http_status(exc) or type(exc).__name__)
-            return
+                        self.endpoint, request_id, reason)
+            return (f"Cancelling request {request_id} was not confirmed by fal ({reason}): it may still run and be "
+                    "billed; the next run with the same inputs picks up its result without a new charge.")
         journal().failed(self.identity, why)
         log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
+        return f"Request {request_id} was cancelled on fal."
 
     async def _keep(self, response: dict, request_id: str, kept: Optional[Dict[str, Path]] = None) -> Dict[str, Path]:
         """Every file the node keeps from the response, on disk: those already kept, the rest downloaded."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
-from . import comfy
+from . import comfy, secrets
 
 # Who is submitting: a row "submitting" held by another owner belongs to a process
 # that died mid-submit (or a second ComfyUI); one held by us belongs to a task running now.
@@ -113,6 +113,8 @@ class Journal:
         return entry if reusable else None
 
     def _update(self, key: str, **fields) -> None:
+        # fal's answers (error text, responses) may echo the key: nothing secret reaches the disk.
+        fields = {name: secrets.redact(value) if isinstance(value, str) else value for name, value in fields.items()}
         fields["updated"] = time.time()
         assignments = ", ".join(f"{name}=?" for name in fields)
         self._connect().execute(f"UPDATE requests SET {assignments} WHERE identity=?", (*fields.values(), key))

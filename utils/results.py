@@ -36,4 +36,6 @@ def file_name(endpoint: str, request_id: str, name: str, url: str) -> str:
     if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
         suffix = ".bin"
     label = "" if name == MAIN else "_" + re.sub(r"[^A-Za-z0-9_-]+", "-", name)[:40]
-    return f"{endpoint.replace('/', '_')}_{request_id}{label}{suffix}"
+    # A plain name whatever fal sent as request id: no folder part, never outside the output folder.
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{endpoint.replace('/', '_')}_{request_id}")[:200].lstrip(".")
+    return f"{stem}{label}{suffix}"
