@@ -201,7 +201,8 @@ class Job:
             book.release(self.identity)
             if isinstance(exc, SubmitUncertain):
                 raise RequestFailed(
-                    f"{self.endpoint}: {exc}, so it may or may not be running (and billed) on fal. It was not resent automatically; "
+                    f"{self.endpoint}: {exc}, so it may or may not be running (and billed) on fal. "
+                    "It was not resent automatically; "
                     "check your requests at https://fal.ai/dashboard and run the node again to submit anew."
                 ) from None
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
