@@ -9,7 +9,7 @@ from typing import Dict
 
 from ..utils import audio as audio_io
 from ..utils import comfy
-from ..utils.errors import invalid
+from ..utils.errors import EndpointGone, invalid
 from ..utils.options import CallOptions
 from ..utils.results import MAIN, file_url
 from . import widgets
@@ -49,6 +49,8 @@ class FalAudioNode:
     # per-character prices bill. Nodes whose cost depends on more (an input clip's length) override billing().
     OUTPUT_SECONDS = None
     TEXT_FIELD = None
+    # The node(s) to use instead, named when fal answers 404 to a submit (it no longer serves ENDPOINT).
+    SUCCESSOR = ""
 
     def billing(self, request: dict, clips: Dict[str, dict]) -> dict:
         """What one request is billed by: {"seconds": float or None, "characters": int or None}."""
@@ -144,7 +146,12 @@ class FalAudioNode:
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label)
                 for request, take_key, label in planned]
-        results = await run_all(jobs)
+        try:
+            results = await run_all(jobs)
+        except EndpointGone as exc:
+            if not self.SUCCESSOR:
+                raise
+            raise EndpointGone(f"{self.DISPLAY_NAME}: {exc} Use the {self.SUCCESSOR} instead.") from None
         for result, clips in zip(results, getattr(self, "planned_clips", [])):
             result.inputs = clips
         return self.outputs(results)

@@ -9,7 +9,10 @@ AUTO_DURATION = 0.0
 class ElevenLabsSoundEffects(FalAudioNode):
     ENDPOINT = "fal-ai/elevenlabs/sound-effects"
     DISPLAY_NAME = "ElevenLabs Sound Effects (fal)"
-    DESCRIPTION = "Generate a sound effect (MP3) from a description with ElevenLabs."
+    DESCRIPTION = ("Generate a sound effect (MP3) from a description with ElevenLabs (v1). fal's current catalog no "
+                   "longer lists this endpoint: it may be retired (then the node says so and names ElevenLabs Sound "
+                   "Effects v2, its successor).")
+    SUCCESSOR = "ElevenLabs Sound Effects v2 (fal) node"
     SENDS_SEED = False
     REQUIRED_TEXT = ("text",)
     UNSET = {"duration_seconds": AUTO_DURATION}

@@ -9,7 +9,10 @@ from .base import FalAudioNode
 class YuE(FalAudioNode):
     ENDPOINT = "fal-ai/yue"
     DISPLAY_NAME = "YuE (fal)"
-    DESCRIPTION = "Generate a song with vocals from lyrics in [verse]/[chorus] sections and space-separated genres."
+    DESCRIPTION = ("Generate a song with vocals from lyrics in [verse]/[chorus] sections and space-separated genres. "
+                   "fal's current catalog no longer lists this endpoint: it may be retired (then the node says so "
+                   "and names its successors).")
+    SUCCESSOR = "MiniMax Music v2.6 (fal) node or the ACE-Step Text to Audio (fal) node"
     SENDS_SEED = False
     REQUIRED_TEXT = ("lyrics", "genres")
 

@@ -26,6 +26,10 @@ class TimeoutExpired(FalAudioError, TimeoutError):
     pass
 
 
+class EndpointGone(RequestFailed):
+    """fal answered 404 Not Found to a submit: it does not (or no longer) serve the endpoint."""
+
+
 def invalid(node: str, field: str, rule: str) -> InvalidInput:
     return InvalidInput(f"{node}: '{field}' {rule}. Nothing was sent to fal.")
 
@@ -48,10 +52,14 @@ def _detail_text(detail) -> str:
     return str(detail)
 
 
-def from_fal(endpoint: str, exc: BaseException, credentials_help: str = "") -> FalAudioError:
-    """Translate a fal_client error into a specific FalAudioError."""
+def from_fal(endpoint: str, exc: BaseException, credentials_help: str = "", submitting: bool = False) -> FalAudioError:
+    """Translate a fal_client error into a specific FalAudioError (`submitting`: the error answered the submit)."""
     status = getattr(exc, "status_code", None)
     detail = _detail_text(getattr(exc, "message", None) or str(exc))
+    if status == 404 and submitting:
+        # No retry can help: the app is gone (retired or renamed) or the id is mistyped. Nothing was queued.
+        return EndpointGone(f"fal.ai no longer serves {endpoint}: it answered 404 Not Found ({detail}) to the "
+                            "request, so nothing was run or charged.")
     if status == 422:
         return RequestFailed(f"{endpoint} rejected the input: {detail}")
     if status in (401, 403):

@@ -206,7 +206,7 @@ class Job:
                     "check your requests at https://fal.ai/dashboard and run the node again to submit anew."
                 ) from None
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
-                raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
+                raise errors.from_fal(self.endpoint, exc, credentials.how_to_set(), submitting=True) from None
             raise
         book.submitted(self.identity, request_id)
         log.info("%s: submitted request %s", self.endpoint, request_id)
