@@ -1,10 +1,15 @@
 """Issue 12: nothing paid twice, nothing left billing, no key on disk, under adversarial faults.
 One test per case, each asserting what the user sees, what fal received, and what is on disk."""
 
+import asyncio
 import base64
 import logging
+import sqlite3
+import threading
+import time
 
 import pytest
+import torch
 
 from support import CANARY_KEY, defaults, pack_module, run_node
 
@@ -108,3 +113,69 @@ def test_an_echoed_key_in_an_error_body_never_reaches_journal_logs_or_errors(fal
 
     (detail,) = sqlite3.connect(journal_file).execute("SELECT detail FROM requests").fetchone()
     assert "<redacted>" in detail and "Authorization" in detail
+
+
+# --- case 1: Cancel never orphans a request fal accepted ------------------------------------------
+
+def interrupt_when(comfy, condition, after=0.0):
+    def press():
+        deadline = time.monotonic() + 20
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(after)
+        comfy.interrupt()
+
+    threading.Thread(target=press, daemon=True).start()
+
+
+def journal_rows(comfy):
+    path = comfy.user_dir / "fal-audio" / "journal.sqlite3"
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT state, request_id FROM requests ORDER BY request_id").fetchall()
+
+
+def test_cancel_while_a_takes_submit_is_in_flight_cancels_that_request_too(fal, nodes, short_file, comfy):
+    fal.set_timing("fal-ai/lyria2", stuck_in_queue=True)
+    # The second take's submit reaches fal (and is billed) but its answer is held back: Cancel
+    # arrives while it is in flight.
+    fal.fault("POST", SUBMIT, delay_answer=1.0, skip=1)
+    interrupt_when(comfy, lambda: len(fal.submissions) == 2)
+    started = time.monotonic()
+    with pytest.raises(comfy.InterruptProcessingException):
+        lyria(nodes, takes=2)
+    assert time.monotonic() - started < 10
+    accepted = sorted(s.request_id for s in fal.submissions)
+    assert len(accepted) == 2 and sorted(fal.cancels) == accepted  # nothing left billing
+    assert all(fal.job(rid).state == "CANCELLED" for rid in accepted)
+    assert journal_rows(comfy) == [("failed", rid) for rid in accepted]
+
+
+def test_cancel_during_a_clip_batch_submit_cancels_every_accepted_request(fal, nodes, comfy):
+    node = nodes["FalAudioAceStepAudioToAudio"]
+    fal.set_timing("fal-ai/ace-step/audio-to-audio", stuck_in_queue=True)
+    fal.fault("POST", r"queue\.fal\.run/fal-ai/ace-step/audio-to-audio$", delay_answer=1.0, skip=2)
+    clips = {"waveform": torch.rand(3, 1, 8000) - 0.5, "sample_rate": 8000}
+    interrupt_when(comfy, lambda: len(fal.submissions) == 3)
+    with pytest.raises(comfy.InterruptProcessingException):
+        run_node(node, unique_id="2", **defaults(node, audio=clips, tags="rock", original_tags="pop"))
+    accepted = sorted(s.request_id for s in fal.submissions)
+    assert len(accepted) == 3 and sorted(fal.cancels) == accepted
+
+
+# --- case 5: an uncertain submit is not resent by an identical node of the same prompt ------------
+
+def test_an_uncertain_submit_is_not_resent_by_its_twin_in_the_same_prompt(fal, nodes, short_file):
+    fal.fault("POST", SUBMIT, close=True)  # the connection breaks after the request went out
+    node = nodes[LYRIA]
+    inputs = defaults(node, prompt="twins")
+
+    async def prompt():
+        return await asyncio.gather(node().generate(**inputs), node().generate(**inputs), return_exceptions=True)
+
+    results = asyncio.run(prompt())
+    sent = [r for r in fal.requests if r == ("POST", "queue.fal.run/fal-ai/lyria2")]
+    assert len(sent) == 1  # the twin did not send it again
+    assert all(isinstance(r, Exception) and "may or may not be running" in str(r) for r in results)
+    # A new prompt (re-run, as the message says) submits anew.
+    (audio,) = run_node(node, **inputs)
+    assert audio["waveform"].shape[-1] == 48000 and len(fal.submissions) == 1

@@ -12,7 +12,8 @@ from . import audio as audio_io
 from . import comfy, credentials, errors
 from .errors import FalAudioError, RequestFailed, TimeoutExpired
 from .gateway import Gateway, SubmitUncertain, http_status, is_transient, per_loop
-from .journal import Journal
+from .aio import finish
+from .journal import Journal, held_for_prompt, hold_for_prompt
 from .journal import identity as request_identity
 from .log import get_logger
 from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
@@ -172,6 +173,9 @@ class Job:
         self.gateway = Gateway(key)
         book = journal()
         while True:
+            uncertain = held_for_prompt(self.identity)
+            if uncertain:
+                raise RequestFailed(uncertain)
             entry = book.claim(self.identity, self.endpoint)
             if entry is None:
                 break
@@ -195,21 +199,24 @@ class Job:
         try:
             arguments = await self._resolve_uploads(self.request)
             self._say("Submitting")
-            # Not interruptible: once sent, we must learn the request id to be able to cancel it.
-            request_id = await self.gateway.submit(self.endpoint, arguments)
+            # Not cut short by Cancel: once sent, fal may bill it, so we must learn its id to cancel it.
+            request_id, cancelled = await finish(self.gateway.submit(self.endpoint, arguments))
         except BaseException as exc:
             book.release(self.identity)
             if isinstance(exc, SubmitUncertain):
-                raise RequestFailed(
-                    f"{self.endpoint}: {exc}, so it may or may not be running (and billed) on fal. "
-                    "It was not resent automatically; "
-                    "check your requests at https://fal.ai/dashboard and run the node again to submit anew."
-                ) from None
+                message = (f"{self.endpoint}: {exc}, so it may or may not be running (and billed) on fal. "
+                           "It was not resent automatically; check your requests at https://fal.ai/dashboard "
+                           "and run the node again to submit anew.")
+                hold_for_prompt(self.identity, message)  # an identical node of this prompt must not resend it
+                raise RequestFailed(message) from None
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set(), submitting=True) from None
             raise
         book.submitted(self.identity, request_id)
         log.info("%s: submitted request %s", self.endpoint, request_id)
+        if cancelled:  # Cancel came while fal was answering the submit: stop it now that we know its id
+            await self._cancel(request_id, "cancelled by the user")
+            raise asyncio.CancelledError
         try:
             return await self._follow(request_id)
         except UnknownRequest:

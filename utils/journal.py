@@ -40,6 +40,25 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 
 
+_held: dict = {}
+
+
+def hold_for_prompt(key: str, message: str) -> None:
+    """Block `key` for the rest of this prompt (this event loop): its submit may or may not have
+    reached fal, so an identical node of the same prompt must not submit it again. A later run
+    (a new prompt) may: the message told the user to re-run to submit anew."""
+    from .gateway import per_loop
+
+    per_loop(_held)[key] = message
+
+
+def held_for_prompt(key: str) -> Optional[str]:
+    """The message of a submit of `key` that may have reached fal earlier in this prompt, if any."""
+    from .gateway import per_loop
+
+    return per_loop(_held).get(key)
+
+
 def identity(endpoint: str, request: dict) -> str:
     """A stable hash of exactly what would be sent (uploads named by their content hash)."""
     canonical = json.dumps({"endpoint": endpoint, "request": request}, sort_keys=True, separators=(",", ":"))
