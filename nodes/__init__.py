@@ -13,6 +13,7 @@ from .yue import YuE
 from .video import MMAudioVideoToAudio
 from .visualize import AudioToSpectrogram, AudioToWaveform
 from .load_url import LoadAudioFromURL
+from .spend import FalSpend
 
 # Class names are prefixed so they cannot collide with other packs' node types.
 _NODES = {
@@ -34,6 +35,7 @@ _NODES = {
     "FalAudioWaveform": AudioToWaveform,
     "FalAudioSpectrogram": AudioToSpectrogram,
     "FalAudioLoadURL": LoadAudioFromURL,
+    "FalAudioSpend": FalSpend,
 }
 
 NODE_CLASS_MAPPINGS = dict(_NODES)

@@ -58,11 +58,24 @@ class _AceStep(FalAudioNode):
                                            int(first.get("seed") or 0))
 
 
+class _AceStepEdit(_AceStep):
+    """Edits return the whole song: billed by its length (the input clip plus any extension)."""
+
+    def added_seconds(self, request: dict) -> float:
+        return 0.0
+
+    def billing(self, request, clips):
+        clip = clips.get("audio")
+        seconds = duration(clip) + self.added_seconds(request) if clip is not None else None
+        return {"seconds": seconds, "characters": None}
+
+
 class AceStepTextToAudio(_AceStep):
     ENDPOINT = "fal-ai/ace-step"
     DISPLAY_NAME = "ACE-Step Text to Audio (fal)"
     DESCRIPTION = "Generate a song from genre tags and lyrics with ACE-Step."
     REQUIRED_TEXT = ("tags",)
+    OUTPUT_SECONDS = "duration"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -74,6 +87,7 @@ class AceStepPromptToAudio(_AceStep):
     DISPLAY_NAME = "ACE-Step Prompt to Audio (fal)"
     DESCRIPTION = "Generate a song from a free-text prompt; ACE-Step writes the tags and lyrics."
     REQUIRED_TEXT = ("prompt",)
+    OUTPUT_SECONDS = "duration"
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -86,7 +100,7 @@ class AceStepPromptToAudio(_AceStep):
         })
 
 
-class AceStepAudioInpaint(_AceStep):
+class AceStepAudioInpaint(_AceStepEdit):
     ENDPOINT = "fal-ai/ace-step/audio-inpaint"
     DISPLAY_NAME = "ACE-Step Audio Inpaint (fal)"
     DESCRIPTION = "Repaint a time range of a song (e.g. 10-20 s) with new tags/lyrics."
@@ -127,7 +141,7 @@ class AceStepAudioInpaint(_AceStep):
         self.check(end > start, "end_time", f"{end_at}, which is not after start_time ({start:g} s)")
 
 
-class AceStepAudioOutpaint(_AceStep):
+class AceStepAudioOutpaint(_AceStepEdit):
     ENDPOINT = "fal-ai/ace-step/audio-outpaint"
     DISPLAY_NAME = "ACE-Step Audio Outpaint (extend) (fal)"
     DESCRIPTION = "Extend a song before its start and/or after its end."
@@ -147,6 +161,9 @@ class AceStepAudioOutpaint(_AceStep):
             **GUIDANCE,
         })
 
+    def added_seconds(self, request):
+        return float(request.get("extend_before_duration", 0.0)) + float(request.get("extend_after_duration", 0.0))
+
     def validate(self, request, clips):
         added = request["extend_before_duration"] + request["extend_after_duration"]
         self.check(added > 0, "extend_after_duration", "and extend_before_duration are both 0: nothing to extend")
@@ -155,7 +172,7 @@ class AceStepAudioOutpaint(_AceStep):
                    f"would make the song {total:.1f} s long; ACE-Step makes at most {MAX_SECONDS:g} s")
 
 
-class AceStepAudioToAudio(_AceStep):
+class AceStepAudioToAudio(_AceStepEdit):
     ENDPOINT = "fal-ai/ace-step/audio-to-audio"
     DISPLAY_NAME = "ACE-Step Audio to Audio (remix / lyrics edit) (fal)"
     DESCRIPTION = "Remix a song with new tags, or change its lyrics while keeping the music."

@@ -5,6 +5,7 @@ outputs(); everything about transport, journal, progress and cancel lives in uti
 """
 
 import asyncio
+import time
 from typing import Dict
 
 from ..utils import audio as audio_io
@@ -19,6 +20,15 @@ from . import widgets
 
 # Inputs that steer the node rather than being sent to the model.
 CONTROL_INPUTS = ("seed", "takes", "fal_client", "unique_id")
+
+
+class Planned(tuple):
+    """One planned request: unpacks as (request, take_key, label); `.bill` holds its cost facts (billing())."""
+
+    def __new__(cls, request: dict, take_key, label: str, bill: dict = None):
+        planned = super().__new__(cls, (request, take_key, label))
+        planned.bill = bill or {}
+        return planned
 
 
 class FalAudioNode:
@@ -132,7 +142,8 @@ class FalAudioNode:
                 parts = ([f"clip {index + 1}/{batch}"] if batch > 1 else []) + (
                     [f"take {take + 1}/{takes}"] if takes > 1 else [])
                 label = (", ".join(parts) + ": ") if parts else ""
-                planned.append((request, None if self.SENDS_SEED else seed + take, label))
+                planned.append(Planned(request, None if self.SENDS_SEED else seed + take, label,
+                                       self.billing(request, clips)))
                 self.planned_clips.append(clips)
         return planned
 
@@ -146,12 +157,19 @@ class FalAudioNode:
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label)
                 for request, take_key, label in planned]
+        from ..utils import spend
+
+        # The estimate is shown, and checked against the daily limit, before anything is uploaded or sent.
+        await spend.estimate(jobs, [getattr(p, "bill", None) for p in planned], options, progress)
+        started = time.monotonic()
         try:
             results = await run_all(jobs)
-        except EndpointGone as exc:
-            if not self.SUCCESSOR:
+        except BaseException as exc:
+            progress.text(spend.stopped(jobs, exc, started))
+            if not isinstance(exc, EndpointGone) or not self.SUCCESSOR:
                 raise
             raise EndpointGone(f"{self.DISPLAY_NAME}: {exc} Use the {self.SUCCESSOR} instead.") from None
+        progress.text(spend.done(jobs, results, started))
         for result, clips in zip(results, getattr(self, "planned_clips", [])):
             result.inputs = clips
         return self.outputs(results)

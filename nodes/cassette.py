@@ -8,6 +8,7 @@ class _Cassette(FalAudioNode):
     RESULT_FILE = "audio_file"
     SENDS_SEED = False
     REQUIRED_TEXT = ("prompt",)
+    OUTPUT_SECONDS = "duration"
 
 
 class CassetteMusic(_Cassette):

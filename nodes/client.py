@@ -1,6 +1,7 @@
 """The fal Client node: per-workflow call options. It names a credentials profile but
 never holds the key, so a saved or shared workflow cannot leak it."""
 
+import math
 import re
 
 from ..utils.errors import invalid
@@ -37,13 +38,23 @@ class FalClientNode:
                 "output_dir": widgets.text(
                     "Folder where every paid result file is kept before decoding. Empty: "
                     "ComfyUI/output/fal-audio."),
+                "daily_spend_limit_usd": widgets.number(
+                    "Most US dollars the pack may spend on fal per day (your local date), counted from its spend "
+                    "ledger: a run whose estimate would pass it is refused before anything is uploaded or sent. "
+                    "0 = no limit. Nodes without a fal Client use $FAL_AUDIO_DAILY_LIMIT_USD.",
+                    0.0, 0.0, 100000.0, 0.01),
             }
         }
 
-    def create(self, profile, queue_timeout, overall_timeout, output_dir):
+    def create(self, profile, queue_timeout, overall_timeout, output_dir, daily_spend_limit_usd=0.0):
         if _LOOKS_LIKE_KEY.search(profile or ""):
             # Don't echo it; tell the user to move it out of the workflow.
             raise invalid(self.DISPLAY_NAME, "profile",
                           "looks like an API key, not a profile name. Remove it from the workflow and set "
                           "FAL_KEY or a credentials file instead")
-        return (CallOptions(profile.strip(), float(queue_timeout), float(overall_timeout), output_dir.strip()),)
+        limit = daily_spend_limit_usd
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not math.isfinite(limit) or limit < 0:
+            raise invalid(self.DISPLAY_NAME, "daily_spend_limit_usd",
+                          f"must be 0 (no limit) or a positive number of US dollars, not {limit!r}")
+        return (CallOptions(profile.strip(), float(queue_timeout), float(overall_timeout), output_dir.strip(),
+                            float(limit)),)

@@ -35,6 +35,10 @@ class DiffRhythm(FalAudioNode):
                                        "style_prompt is given). A batch makes one song per clip."),
         }, sent_seed=False)
 
+    def billing(self, request, clips):
+        length = str(request.get("music_duration", "95s"))  # "95s" or "285s"
+        return {"seconds": float(length.rstrip("s")) if length.rstrip("s").isdigit() else None, "characters": None}
+
     def validate(self, request, clips):
         lines = [line for line in request["lyrics"].splitlines() if line.strip()]
         untagged = [line for line in lines if not TIME_TAG.match(line)]

@@ -4,6 +4,7 @@ from . import widgets as w
 from .base import FalAudioNode
 
 AUTO_DURATION = 0.0
+MAX_SECONDS = 22.0
 
 
 class ElevenLabsSoundEffects(FalAudioNode):
@@ -26,6 +27,10 @@ class ElevenLabsSoundEffects(FalAudioNode):
             "prompt_influence": w.number("How closely to follow the prompt (0-1). Higher values mean less "
                                          "variation.", 0.3, 0.0, 1.0, 0.01),
         }, sent_seed=False)
+
+    def billing(self, request, clips):
+        # Auto length (not sent): priced at the longest the model makes, settled with what it returns.
+        return {"seconds": float(request.get("duration_seconds", MAX_SECONDS)), "characters": None}
 
     def validate(self, request, clips):
         if "duration_seconds" in request:

@@ -9,6 +9,7 @@ class Lyria2(FalAudioNode):
     DISPLAY_NAME = "Lyria 2 (fal)"
     DESCRIPTION = "Generate 30 s of music (48 kHz WAV) with Google's Lyria 2."
     REQUIRED_TEXT = ("prompt",)
+    OUTPUT_SECONDS = 30.0  # Lyria 2 always makes one 30 s clip
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -21,6 +21,7 @@ class MMAudioTextToAudio(FalAudioNode):
     DESCRIPTION = "Generate sound effects, ambience or music from a text prompt with MMAudio v2."
     REQUIRED_TEXT = ("prompt",)
     SEED_MAX = SEED_MAX
+    OUTPUT_SECONDS = "duration"
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -19,6 +19,7 @@ class MMAudioVideoToAudio(FalAudioNode):
     DESCRIPTION = ("Generate a soundtrack synchronized to video frames (an IMAGE batch) with MMAudio v2. The audio "
                    "is exactly as long as the frames, ready for Create Video or Video Combine.")
     RESULT_FILE = "video"  # fal returns the video with the sound added; its audio stream is decoded
+    OUTPUT_SECONDS = "duration"  # set from the frames when 0 (match the frames)
     SEED_MAX = SEED_MAX
 
     @classmethod

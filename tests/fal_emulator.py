@@ -18,6 +18,9 @@ Decrypted requests are routed by the CONNECT host:
 * ``fal.run`` / ``falrun.com``: synchronous ``run()`` (runs the handler immediately).
 * ``rest.fal.ai``: CDN token and the GCS-style upload initiation (upload fallback).
 * ``v3.fal.media`` / ``fal.media``: file upload and download.
+* ``api.fal.ai``: the Platform API's price list, ``GET /v1/models/pricing?endpoint_id=a,b``
+  (1-50 ids, the API key; endpoints it does not list are left out of the answer; see
+  :meth:`FalEmulator.set_prices` and :meth:`FalEmulator.set_pricing_mode`).
 
 Tests steer behaviour with handlers (:meth:`FalEmulator.set_handler`), job timing
 (:meth:`FalEmulator.set_timing`) and injected faults (:meth:`FalEmulator.fault`), and
@@ -56,7 +59,8 @@ QUEUE_HOSTS = ("queue.fal.run", "queue.falrun.com")
 RUN_HOSTS = ("fal.run", "falrun.com")
 REST_HOST = "rest.fal.ai"
 CDN_HOSTS = ("v3.fal.media", "fal.media")
-ALL_HOSTS = (*QUEUE_HOSTS, *RUN_HOSTS, REST_HOST, *CDN_HOSTS)
+PLATFORM_HOST = "api.fal.ai"
+ALL_HOSTS = (*QUEUE_HOSTS, *RUN_HOSTS, REST_HOST, *CDN_HOSTS, PLATFORM_HOST)
 
 QUEUE_BASE_URL = "https://queue.fal.run"
 CDN_BASE_URL = "https://v3.fal.media"
@@ -76,6 +80,35 @@ AUDIO_FORMATS = {
     "mp3": ("mp3", "libmp3lame", "audio/mpeg"),
     "flac": ("flac", "flac", "audio/flac"),
 }
+
+# What the emulated Platform API lists by default: (unit_price, unit) per endpoint, USD.
+DEFAULT_PRICES = {
+    "fal-ai/lyria2": (0.1, "request"),
+    "fal-ai/ace-step": (0.0002, "second"),
+    "fal-ai/ace-step/prompt-to-audio": (0.0002, "second"),
+    "fal-ai/ace-step/audio-inpaint": (0.0002, "second"),
+    "fal-ai/ace-step/audio-outpaint": (0.0002, "second"),
+    "fal-ai/ace-step/audio-to-audio": (0.0002, "second"),
+    "cassetteai/music-generator": (0.02, "minute"),
+    "cassetteai/sound-effects-generator": (0.001, "second"),
+    "fal-ai/diffrhythm": (0.01, "10 seconds"),
+    "fal-ai/elevenlabs/sound-effects": (0.002, "second"),
+    "fal-ai/elevenlabs/sound-effects/v2": (0.002, "second"),
+    "fal-ai/yue": (0.05, "request"),
+    "fal-ai/mmaudio-v2": (0.001, "second"),
+    "fal-ai/mmaudio-v2/text-to-audio": (0.001, "second"),
+    "fal-ai/minimax-music": (0.035, "request"),
+    "fal-ai/minimax-music/v2.6": (0.15, "audio"),
+    "fal-ai/stable-audio-25/text-to-audio": (0.2, "audio"),
+    "fal-ai/elevenlabs/music": (0.6, "minute"),
+    "fal-ai/lyria3": (0.04, "audio"),
+    "fal-ai/demucs": (0.0007, "second"),
+    "fal-ai/elevenlabs/tts/eleven-v3": (0.1, "1000 characters"),
+    "fal-ai/minimax/speech-2.8-hd": (0.1, "1000 characters"),
+    "fal-ai/elevenlabs/speech-to-text/scribe-v2": (0.008, "minute"),
+}
+PRICING_MODES = ("normal", "rising", "not_json", "no_prices", "bad_rows")
+PRICING_PAGE = 20  # rows per page before next_cursor/has_more
 
 NGINX_ERROR_PAGE = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
@@ -573,8 +606,24 @@ class FalEmulator:
             self._pending_gcs: dict[str, tuple[str, str]] = {}  # upload id -> (file path, content type)
             self._retired: set[str] = set()  # endpoints fal no longer serves: submit answers 404
             self._next_request_ids: list[str] = []
+            self.prices: dict[str, tuple[float, str]] = dict(DEFAULT_PRICES)
+            self.pricing_mode = "normal"
+            self.pricing_calls: list[list[str]] = []  # endpoint ids asked for, per call (any answer)
 
     # -- behaviour ----------------------------------------------------------------------
+
+    def set_prices(self, prices: dict[str, tuple[float, str]]) -> None:
+        """What the pricing API lists: {endpoint: (unit_price, unit)}; others are left out of answers."""
+        with self._lock:
+            self.prices = dict(prices)
+
+    def set_pricing_mode(self, mode: str) -> None:
+        """normal; rising (every call answers 10% higher prices than the last); not_json, no_prices,
+        bad_rows (garbage: an HTML page, JSON without a prices list, rows with nonsense values)."""
+        if mode not in PRICING_MODES:
+            raise ValueError(f"pricing mode must be one of {PRICING_MODES}")
+        with self._lock:
+            self.pricing_mode = mode
 
     def set_handler(self, endpoint: str, handler: Callable[[dict], Any]) -> None:
         with self._lock:
@@ -797,6 +846,9 @@ class FalEmulator:
                 return ("token",)
             if method == "POST" and path == "/storage/upload/initiate":
                 return ("initiate",)
+        elif host == PLATFORM_HOST:
+            if method == "GET" and path == "/v1/models/pricing":
+                return ("pricing",)
         elif host in CDN_HOSTS:
             if method == "POST" and path == "/files/upload":
                 return ("upload",)
@@ -835,6 +887,8 @@ class FalEmulator:
             expires = datetime.now(timezone.utc) + timedelta(hours=1)
             return _json_response(200, {"token": self.cdn_token, "token_type": "Bearer",
                                         "base_url": CDN_BASE_URL, "expires_at": expires.isoformat()})
+        if kind == "pricing":
+            return self._pricing(query)
         if kind == "initiate":
             return self._initiate_upload(body)
         if kind == "upload":
@@ -863,7 +917,7 @@ class FalEmulator:
     def _auth_error(self, host: str, headers: dict[str, str]) -> _Response | None:
         # fal API hosts need the API key; files and signed upload URLs do not. The
         # received header is deliberately not echoed back.
-        if host in QUEUE_HOSTS or host in RUN_HOSTS or host == REST_HOST:
+        if host in QUEUE_HOSTS or host in RUN_HOSTS or host in (REST_HOST, PLATFORM_HOST):
             if headers.get("authorization") != f"Key {self._key}":
                 return _json_response(401, {"detail": "Invalid API key"})
         return None
@@ -941,6 +995,35 @@ class FalEmulator:
                 return _json_response(400, {"status": "ALREADY_COMPLETED"}, rid)
             job.cancelled = True
         return _json_response(202, {"status": "CANCELLATION_REQUESTED"}, rid)
+
+    def _pricing(self, query: dict[str, list[str]]) -> _Response:
+        ids = [i for value in query.get("endpoint_id", []) for i in value.split(",") if i]
+        with self._lock:
+            self.pricing_calls.append(ids)
+            mode, calls = self.pricing_mode, len(self.pricing_calls)
+            prices = dict(self.prices)
+        if not 1 <= len(ids) <= 50:
+            return _json_response(422, {"detail": [{"loc": ["query", "endpoint_id"],
+                                                    "msg": "give 1 to 50 endpoint ids", "type": "value_error"}]})
+        if mode == "not_json":
+            return _Response(200, b"<html><body>Service temporarily unavailable</body></html>", "text/html")
+        if mode == "no_prices":
+            return _json_response(200, {"data": "maintenance", "prices": None})
+        rows = []
+        for endpoint in ids:
+            if endpoint not in prices:
+                continue
+            unit_price, unit = prices[endpoint]
+            if mode == "rising":
+                unit_price = round(unit_price * 1.1 ** calls, 10)
+            rows.append({"endpoint_id": endpoint, "unit_price": unit_price, "unit": unit, "currency": "USD"})
+        if mode == "bad_rows":
+            rows = [{"endpoint_id": r["endpoint_id"], "unit_price": "cheap", "unit": 7, "currency": "USD"} for r in rows]
+        start = int((query.get("cursor") or ["0"])[-1] or 0)
+        page = rows[start:start + PRICING_PAGE]
+        more = start + PRICING_PAGE < len(rows)
+        return _json_response(200, {"prices": page, "next_cursor": str(start + PRICING_PAGE) if more else None,
+                                     "has_more": more})
 
     def _initiate_upload(self, body: bytes) -> _Response:
         try:

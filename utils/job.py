@@ -20,6 +20,7 @@ from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
 from .results import Locator
 from .results import file_name as _file_name
 from .results import single
+from .pricing import returned_seconds
 
 log = get_logger("job")
 
@@ -126,6 +127,9 @@ class Job:
         self.identity = request_identity(endpoint, {"arguments": _identity_view(request), "take": take_key})
         self.started = time.monotonic()
         self.gateway: Optional[Gateway] = None
+        # Cost: the estimate (a pricing.Charge, set before the run) and what this request cost (USD, once known).
+        self.charge = None
+        self.cost: Optional[float] = None
 
     def _say(self, text: str) -> None:
         self.progress.text(f"{self.label}{text}")
@@ -197,6 +201,8 @@ class Job:
                     continue
             await self._sleep(INTERRUPT_CHECK)  # another task of ours is submitting it
         try:
+            # Before any upload or submit: record the estimate, refused if it would pass today's limit.
+            book.ledger().reserve(self.identity, self.charge, self.endpoint, self.options.spend_limit())
             arguments = await self._resolve_uploads(self.request)
             self._say("Submitting")
             # Not cut short by Cancel: once sent, fal may bill it, so we must learn its id to cancel it.
@@ -254,6 +260,8 @@ class Job:
         if files != kept:
             journal().completed(self.identity, entry.response, files)
         self._say("Reused the kept result (no new charge)")
+        journal().ledger().reused(self.identity, self.endpoint, entry.request_id)
+        self.cost = 0.0
         return JobResult.of(entry.response, files, await self._decode(files), entry.request_id, reused=True)
 
     async def _follow(self, request_id: str) -> JobResult:
@@ -286,7 +294,9 @@ class Job:
         journal().completed(self.identity, response, files)
         if files:
             self._say("Decoding")
-        return JobResult.of(response, files, await self._decode(files), request_id, reused=False)
+        result = JobResult.of(response, files, await self._decode(files), request_id, reused=False)
+        self.cost = journal().ledger().settle(self.identity, self.charge, returned_seconds(result.audio))
+        return result
 
     async def _watch(self, request_id: str, updates: asyncio.Queue) -> None:
         """Feed status updates into `updates`: from fal's event stream, or by polling if the

@@ -7,6 +7,10 @@ or resumes polling the stored request id if ComfyUI died while it was in flight.
 
 SQLite from the standard library, WAL mode, one short transaction per step: safe for
 several prompts (and threads) at once and for a crash at any point.
+
+The spend ledger (utils/ledger.py) lives in the same file and follows each request's
+story from here: accepted (request id stored), paid (completed), or $0 (released,
+failed, cancelled, or unknown to fal).
 """
 
 import hashlib
@@ -138,25 +142,35 @@ class Journal:
         assignments = ", ".join(f"{name}=?" for name in fields)
         self._connect().execute(f"UPDATE requests SET {assignments} WHERE identity=?", (*fields.values(), key))
 
+    def ledger(self):
+        from .ledger import book
+
+        return book(self.path)
+
     def submitted(self, key: str, request_id: str) -> None:
         self._update(key, state=SUBMITTED, request_id=request_id)
+        self.ledger().accepted(key, request_id)
 
     def completed(self, key: str, response: dict, files: Dict[str, Path]) -> None:
         """The result is in: fal's response and every kept file (output name -> path; {} for text only)."""
         paths = {name: str(path) for name, path in files.items()}
         self._update(key, state=COMPLETED, response=json.dumps(response),
                      file_path=next(iter(paths.values()), None), files=json.dumps(paths))
+        self.ledger().completed(key)
 
     def failed(self, key: str, detail: str) -> None:
         """fal reported the request failed or cancelled: never reuse it."""
         self._update(key, state=FAILED, detail=detail)
+        self.ledger().unpaid(key, f"failed or cancelled: {detail}")
 
     def release(self, key: str) -> None:
         """Forget a claim whose submit never reached fal (so nothing was paid)."""
         self._connect().execute("DELETE FROM requests WHERE identity=? AND state=?", (key, SUBMITTING))
+        self.ledger().unpaid(key, "the submit never reached fal")
 
     def forget(self, key: str) -> None:
         self._connect().execute("DELETE FROM requests WHERE identity=?", (key,))
+        self.ledger().unpaid(key, "fal does not know the request")  # a settled (paid) row stays as it is
 
     def upload_url(self, content_hash: str) -> Optional[str]:
         row = self._connect().execute(

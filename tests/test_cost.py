@@ -1,0 +1,430 @@
+"""Issue 10: money you can see and cap. Prices from fal's pricing API (emulated) or the pack's
+table, the estimate every node shows before paying, the ledger after runs, reuse, failure and
+cancel at $0, the daily limit (also under two nodes at once and across a restart), the Spend node."""
+
+import asyncio
+import json
+import logging
+import math
+import threading
+import time
+
+import pytest
+import torch
+
+from fal_emulator import DEFAULT_PRICES, EmulatedError
+from support import CANARY_KEY, defaults, pack_module, run_node
+from test_video import serve_every_endpoint
+
+pricing = pack_module("utils.pricing")
+ledger = pack_module("utils.ledger")
+job_module = pack_module("utils.job")
+options_module = pack_module("utils.options")
+
+DR_LYRICS = "[00:10.00]Moonlight spills through broken blinds"
+YUE_LYRICS = "[verse]\nStaring at the sunset\n\n[chorus]\nEvery road you take"
+MINIMAX_LYRICS = "## Fast and Limitless\nIn the heart of the code\n##"
+
+
+def tone(seconds, rate=8000, channels=1):
+    t = torch.arange(int(round(seconds * rate)), dtype=torch.float64) / rate
+    wave = torch.stack([0.5 * torch.sin(2 * math.pi * 220.0 * (c + 1) * t) for c in range(channels)])
+    return {"waveform": wave.float().unsqueeze(0).contiguous(), "sample_rate": rate}
+
+
+def frames(count, size=16):
+    return torch.rand(count, size, size, 3)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pricing():
+    """No remembered API outage from an earlier test (the cache itself lives in each test's data dir)."""
+    pricing._api_down_until = 0.0
+    yield
+    pricing._api_down_until = 0.0
+
+
+def restart():
+    """What a ComfyUI restart forgets: every open journal/ledger handle of this process."""
+    job_module._journals.clear()
+    ledger._ledgers.clear()
+
+
+def estimates(comfy):
+    return [text for text in comfy.texts() if text.startswith("Estimate")]
+
+
+def rows(comfy_fake):
+    import sqlite3
+
+    path = comfy_fake.user_dir / "fal-audio" / "journal.sqlite3"
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT endpoint, state, units, unit, unit_price, price_source, estimate_usd, cost_usd,"
+                            " request_id FROM ledger ORDER BY id").fetchall()
+
+
+# ------------------------------------------------------------------ the estimate of every node
+
+# The endpoints of fal's generated types (fal-js, 2026-08) new nodes are being written for.
+CATALOG = ("fal-ai/elevenlabs/sound-effects/v2", "fal-ai/minimax-music/v2.6", "fal-ai/stable-audio-25/text-to-audio",
+           "fal-ai/stable-audio-25/audio-to-audio", "fal-ai/stable-audio-25/inpaint", "fal-ai/elevenlabs/music",
+           "fal-ai/lyria3", "fal-ai/demucs", "fal-ai/elevenlabs/audio-isolation", "fal-ai/elevenlabs/tts/eleven-v3",
+           "fal-ai/minimax/speech-2.8-hd", "fal-ai/kokoro/american-english", "fal-ai/wizper",
+           "fal-ai/elevenlabs/speech-to-text/scribe-v2", "fal-ai/kling-video/video-to-audio")
+
+# node -> (inputs beyond the defaults, expected estimate of the run in USD, expected amount text)
+EVERY_NODE = {
+    "FalAudioLyria2": (dict(prompt="ambient"), 0.10, "1 request × $0.10/request"),
+    "FalAudioAceStep": (dict(tags="lofi", duration=60.0), 0.012, "60 s × $0.0002/second"),
+    "FalAudioAceStepPromptToAudio": (dict(prompt="a song", duration=30.0, takes=3), 3 * 0.006,
+                                     "3 × 30 s × $0.0002/second"),
+    "FalAudioAceStepInpaint": (dict(tags="lofi", end_time=5.0, audio=tone(12.0)), 12 * 0.0002,
+                               "12 s × $0.0002/second"),
+    "FalAudioAceStepOutpaint": (dict(tags="lofi", extend_after_duration=30.0, audio=tone(10.0)), 40 * 0.0002,
+                                "40 s × $0.0002/second"),
+    "FalAudioAceStepAudioToAudio": (dict(tags="jazz", original_tags="lofi", audio=tone(20.0), takes=2),
+                                    2 * 20 * 0.0002, "2 × 20 s × $0.0002/second"),
+    "FalAudioCassetteMusic": (dict(prompt="chill", duration=90), 0.03, "90 s × $0.02/minute"),
+    "FalAudioCassetteSoundEffects": (dict(prompt="dog", duration=10), 0.01, "10 s × $0.001/second"),
+    "FalAudioDiffRhythm": (dict(lyrics=DR_LYRICS, style_prompt="pop", music_duration="95s"), 0.095,
+                           "95 s × $0.01/10 seconds"),
+    "FalAudioElevenLabsSoundEffects": (dict(text="braam", duration_seconds=5.0), 0.01, "5 s × $0.002/second"),
+    "FalAudioYuE": (dict(lyrics=YUE_LYRICS, genres="pop"), 0.05, "1 request × $0.05/request"),
+    "FalAudioMMAudioTextToAudio": (dict(prompt="rain", duration=12.5), 0.0125, "12.5 s × $0.001/second"),
+    "FalAudioMiniMaxMusic": (dict(prompt=MINIMAX_LYRICS, reference_audio=tone(16.0)), 0.035,
+                             "1 request × $0.035/request"),
+    "FalAudioMMAudioVideoToAudio": (dict(images=frames(48), frame_rate=24.0), 0.002, "2 s × $0.001/second"),
+}
+
+
+def test_every_paid_node_is_covered_here_and_in_the_price_table(nodes):
+    paid = {name for name, cls in nodes.items() if getattr(cls, "ENDPOINT", "")}
+    assert paid == set(EVERY_NODE)
+    table = json.loads(pricing.TABLE_PATH.read_text())["prices"]
+    for name in paid:
+        row = table[nodes[name].ENDPOINT]
+        assert {"unit_price", "unit", "source", "seen"} <= set(row), name
+    # and every endpoint of fal's current audio catalog, which the pack is adding nodes for
+    for endpoint in CATALOG:
+        assert endpoint in table, endpoint
+    for endpoint, row in table.items():
+        assert row["unit_price"] is None or pricing.parse_unit(row["unit"]) is not None, endpoint
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_NODE))
+def test_estimate_of_every_node_is_shown_before_the_submit(fal, nodes, comfy, name):
+    extra, usd, amount = EVERY_NODE[name]
+    cls = nodes[name]
+    serve_every_endpoint(fal, cls)
+    run_node(cls, unique_id="7", **defaults(cls, **extra))
+    shown = estimates(comfy)
+    assert shown == [f"Estimate ≈{pricing.money(usd)} · {amount} (fal API)"], comfy.texts()
+    texts = comfy.texts()
+    assert texts.index(shown[0]) < texts.index(next(t for t in texts if t.endswith("Submitting")))
+    book = rows(comfy)
+    takes = extra.get("takes", 1)
+    assert len(book) == takes and all(r[5] == "fal API" for r in book)
+    assert sum(r[6] for r in book) == pytest.approx(usd)
+
+
+def test_takes_times_input_clips(fal, nodes, comfy):
+    """A batch of 2 clips x 3 takes is 6 requests, each billed by its own clip's length."""
+    cls = nodes["FalAudioAceStepAudioToAudio"]
+    batch = {"waveform": torch.cat([tone(10.0)["waveform"], tone(10.0)["waveform"] * 0.5]), "sample_rate": 8000}
+    run_node(cls, unique_id="7", **defaults(cls, tags="jazz", original_tags="lofi", audio=batch, takes=3))
+    assert estimates(comfy) == ["Estimate ≈$0.012 · 6 × 10 s × $0.0002/second (fal API)"]
+    assert len(fal.submissions) == 6 and len(rows(comfy)) == 6
+
+
+def test_per_second_requests_settle_with_the_returned_duration(fal, nodes, comfy):
+    fal.set_handler("fal-ai/ace-step", lambda payload: fal.file_result(seconds=30.0, rate=8000, channels=2))
+    cls = nodes["FalAudioAceStep"]
+    run_node(cls, unique_id="7", **defaults(cls, tags="lofi", duration=60.0))
+    (row,) = rows(comfy)
+    assert row[1] == "settled" and row[6] == pytest.approx(0.012) and row[7] == pytest.approx(0.006)
+    assert row[2] == pytest.approx(30.0)  # units: the seconds fal returned
+    final = comfy.texts()[-1]
+    request = fal.submissions[0].request_id
+    assert final.startswith("Done in ") and final.endswith(f" · 30.0 s 8 kHz stereo · ≈$0.006 · request {request[:8]}")
+
+
+def test_a_fixed_price_node_settles_at_its_price(fal, nodes, comfy):
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=3.0, rate=48000, channels=2))
+    run_node(nodes["FalAudioLyria2"], unique_id="7", **defaults(nodes["FalAudioLyria2"], prompt="a"))
+    (row,) = rows(comfy)
+    assert row[7] == pytest.approx(0.10)
+    assert comfy.texts()[-1].endswith(f"· 3.0 s 48 kHz stereo · ≈$0.10 · request {fal.submissions[0].request_id[:8]}")
+
+
+# ------------------------------------------------------------------ where prices come from
+
+def lookup(endpoints, key=CANARY_KEY):
+    return asyncio.run(pricing.lookup(endpoints, key))
+
+
+def test_prices_come_from_fal_and_are_cached_for_a_day(fal, comfy, monkeypatch):
+    fal.set_pricing_mode("rising")
+    first = lookup(["fal-ai/ace-step"])["fal-ai/ace-step"]
+    assert first.source == "fal API" and first.unit_price == pytest.approx(0.0002 * 1.1)
+    again = lookup(["fal-ai/ace-step"])["fal-ai/ace-step"]
+    assert again.source == "fal API (cached)" and again.unit_price == first.unit_price
+    assert len(fal.pricing_calls) == 1
+    assert fal.pricing_calls[0] == ["fal-ai/ace-step"]
+    cache = (comfy.user_dir / "fal-audio" / pricing.CACHE_NAME).read_text()
+    assert CANARY_KEY not in cache and CANARY_KEY.split(":")[1] not in cache
+    later = time.time() + pricing.CACHE_SECONDS + 1
+    monkeypatch.setattr(pricing.time, "time", lambda: later)
+    changed = lookup(["fal-ai/ace-step"])["fal-ai/ace-step"]
+    assert changed.source == "fal API" and changed.unit_price == pytest.approx(0.0002 * 1.1 ** 2)
+
+
+def test_one_call_per_fifty_ids_and_every_page_is_read(fal, comfy):
+    many = {f"owner/app-{i}": (0.001 * (i + 1), "second") for i in range(70)}
+    fal.set_prices(many)
+    prices = lookup(list(many))
+    assert [len(ids) for ids in fal.pricing_calls] == [50, 50, 50, 20]  # 3 pages of 20 rows, then 20 ids
+    assert all(prices[e].unit_price == pytest.approx(p) and prices[e].source == "fal API" for e, (p, _) in many.items())
+
+
+def test_wrong_key_falls_back_to_the_table_with_a_log_line(fal, comfy, captured_logs):
+    prices = lookup(["fal-ai/ace-step", "fal-ai/lyria2"], key="wrong-key:0123456789abcdef")
+    assert prices["fal-ai/ace-step"].source.startswith("pack table (seen ")
+    assert prices["fal-ai/ace-step"].unit_price == 0.0002 and prices["fal-ai/lyria2"].unit_price == 0.1
+    assert "HTTP 401" in captured_logs.text and "pack's price table" in captured_logs.text
+    assert "0123456789abcdef" not in captured_logs.text
+
+
+def test_an_endpoint_fal_does_not_list_uses_the_table(fal, comfy, captured_logs):
+    fal.set_prices({"fal-ai/ace-step": (0.0003, "second")})
+    prices = lookup(["fal-ai/ace-step", "fal-ai/diffrhythm"])
+    assert prices["fal-ai/ace-step"].source == "fal API" and prices["fal-ai/ace-step"].unit_price == 0.0003
+    assert prices["fal-ai/diffrhythm"].source.startswith("pack table") and prices["fal-ai/diffrhythm"].unit == "10 seconds"
+    assert "does not list fal-ai/diffrhythm" in captured_logs.text
+    lookup(["fal-ai/ace-step", "fal-ai/diffrhythm"])
+    assert len(fal.pricing_calls) == 1  # "not listed" is remembered too
+
+
+@pytest.mark.parametrize("mode", ["not_json", "no_prices", "bad_rows"])
+def test_garbage_from_the_pricing_api_falls_back_to_the_table(fal, nodes, comfy, captured_logs, mode):
+    fal.set_pricing_mode(mode)
+    run_node(nodes["FalAudioLyria2"], unique_id="7", **defaults(nodes["FalAudioLyria2"], prompt="a"))
+    (shown,) = estimates(comfy)
+    assert "(pack table (seen " in shown and "≈$0.10" in shown
+    assert "pack's price table" in captured_logs.text or "cannot use" in captured_logs.text
+    assert len(fal.submissions) == 1
+
+
+def test_a_slow_or_unreachable_pricing_api_delays_a_run_by_at_most_about_two_seconds(fal, nodes, comfy):
+    fal.fault("GET", r"api\.fal\.ai/v1/models/pricing", delay=8.0)
+    started = time.monotonic()
+    prices = lookup(["fal-ai/ace-step"])
+    assert time.monotonic() - started < pricing.LOOKUP_BUDGET + 1.5
+    assert prices["fal-ai/ace-step"].source.startswith("pack table")
+    # The next run does not wait again: the outage is remembered for a while.
+    started = time.monotonic()
+    run_node(nodes["FalAudioLyria2"], unique_id="7", **defaults(nodes["FalAudioLyria2"], prompt="a"))
+    assert "pack table" in estimates(comfy)[0]
+    assert time.monotonic() - started < 2.0
+
+
+def test_dropped_connection_falls_back(fal, comfy):
+    fal.fault("GET", r"api\.fal\.ai/v1/models/pricing", close=True)
+    assert lookup(["fal-ai/lyria2"])["fal-ai/lyria2"].source.startswith("pack table")
+
+
+def test_unknown_price_is_said_and_costs_are_not_invented(fal, nodes, comfy):
+    fal.set_prices({})
+    cls = nodes["FalAudioMiniMaxMusic"]  # no price on fal's public pages either
+    run_node(cls, unique_id="7", **defaults(cls, prompt=MINIMAX_LYRICS, reference_audio=tone(16.0)))
+    (shown,) = estimates(comfy)
+    assert shown.startswith("Estimate ≈$? (price unknown; unknown")
+    assert "≈$?" in comfy.texts()[-1]
+    assert rows(comfy)[0][6] is None
+
+
+# ------------------------------------------------------------------ ledger: reuse, failure, cancel
+
+def lyria(nodes, **inputs):
+    return run_node(nodes["FalAudioLyria2"], unique_id="7", **defaults(nodes["FalAudioLyria2"], prompt="money",
+                                                                        **inputs))
+
+
+def test_reuse_costs_nothing_and_says_so(fal, nodes, comfy):
+    lyria(nodes, seed=1)
+    request = fal.submissions[0].request_id
+    lyria(nodes, seed=1)
+    assert len(fal.submissions) == 1
+    assert comfy.texts()[-1].endswith(f"· $0 · kept result of request {request[:8]}")
+    assert [(r[1], r[7]) for r in rows(comfy)] == [("settled", pytest.approx(0.10)), ("reused", 0)]
+    text, today = ledger.report()
+    assert today == pytest.approx(0.10)
+    assert "1 kept results reused" in text
+
+
+def test_failed_request_costs_nothing(fal, nodes, comfy):
+    def fail(payload):
+        raise EmulatedError(500, {"detail": "GPU fell over"})
+
+    fal.set_handler("fal-ai/lyria2", fail)
+    with pytest.raises(Exception, match="GPU fell over"):
+        lyria(nodes)
+    (row,) = rows(comfy)
+    assert row[1] == "unpaid" and row[7] == 0 and row[8] == fal.submissions[0].request_id
+    assert comfy.texts()[-1].startswith("Failed after ") and "$0 paid (fal bills successful outputs only)" in \
+        comfy.texts()[-1]
+    assert ledger.report()[1] == 0
+
+
+def test_submit_refused_by_fal_costs_nothing(fal, nodes, comfy):
+    fal.fault("POST", r"queue\.fal\.run/fal-ai/lyria2$", status=422, body={"detail": [{"loc": ["body", "prompt"],
+                                                                                       "msg": "bad"}]})
+    with pytest.raises(Exception):
+        lyria(nodes)
+    assert [r[1] for r in rows(comfy)] == ["unpaid"]
+    assert ledger.report()[1] == 0
+
+
+def test_cancel_costs_nothing_and_says_what_was_paid(fal, nodes, comfy):
+    fal.set_timing("fal-ai/lyria2", run_seconds=30.0)
+
+    def press():
+        while not fal.submissions:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        comfy.interrupt()
+
+    threading.Thread(target=press, daemon=True).start()
+    with pytest.raises(comfy.InterruptProcessingException):
+        lyria(nodes)
+    assert fal.cancels == [fal.submissions[0].request_id]
+    assert [(r[1], r[7]) for r in rows(comfy)] == [("unpaid", 0)]
+    assert comfy.texts()[-1].startswith("Cancelled after ") and "$0 paid" in comfy.texts()[-1]
+
+
+def test_ledger_and_spend_node_after_runs(fal, nodes, comfy):
+    lyria(nodes, seed=1)
+    lyria(nodes, seed=2)
+    cls = nodes["FalAudioAceStep"]
+    fal.set_handler("fal-ai/ace-step", lambda payload: fal.file_result(seconds=10.0, rate=8000, channels=1))
+    run_node(cls, unique_id="8", **defaults(cls, tags="lofi", duration=10.0))
+    spend = nodes["FalAudioSpend"]
+    assert spend.INPUT_TYPES()["required"] == {}
+    assert spend.IS_CHANGED() != spend.IS_CHANGED()  # NaN: re-run every time
+    out = run_node(spend, unique_id="9")
+    report, today = out["result"]
+    assert today == pytest.approx(0.202)
+    lines = report.splitlines()
+    assert lines[1].startswith(f"Today ({time.strftime('%Y-%m-%d')}): $0.20 in 3 paid requests")
+    assert any(line.startswith("Last 7 days") and "$0.20 in 3 paid requests" in line for line in lines)
+    assert "  fal-ai/lyria2: $0.20 in 2 paid" in lines and "  fal-ai/ace-step: $0.002 in 1 paid" in lines
+    assert out["ui"]["text"] == [report]
+
+
+def test_spend_of_earlier_days_counts_in_the_week_only(fal, nodes, comfy, monkeypatch):
+    import datetime
+
+    lyria(nodes, seed=1)
+    real = datetime.date.today()
+
+    class Tomorrow(datetime.date):
+        @classmethod
+        def today(cls):
+            return real + datetime.timedelta(days=1)
+
+    monkeypatch.setattr(ledger.datetime, "date", Tomorrow)
+    report, today = ledger.report()
+    assert today == 0
+    assert "$0.10 in 1 paid request" in [line for line in report.splitlines() if line.startswith("Last 7")][0]
+
+
+# ------------------------------------------------------------------ the daily limit
+
+def client(nodes, limit, **overrides):
+    cls = nodes["FalAudioClient"]
+    (options,) = run_node(cls, **defaults(cls, daily_spend_limit_usd=limit, **overrides))
+    return options
+
+
+def test_limit_refuses_before_any_upload_or_submit_with_the_numbers(fal, nodes, comfy):
+    options = client(nodes, 0.12)
+    lyria(nodes, seed=1, fal_client=options)
+    cls = nodes["FalAudioAceStepAudioToAudio"]
+    with pytest.raises(ledger.SpendLimitReached) as refused:
+        run_node(cls, unique_id="8", **defaults(cls, tags="a", original_tags="b", audio=tone(240.0, rate=8000),
+                                               fal_client=options))
+    message = str(refused.value)
+    assert "estimated at $0.048" in message and "today's recorded spend of $0.10" in message
+    assert "daily spend limit of $0.12" in message and "Nothing was sent to fal" in message
+    assert len(fal.submissions) == 1 and fal.uploads == []
+
+
+def test_limit_holds_across_a_restart(fal, nodes, comfy):
+    options = client(nodes, 0.15)
+    lyria(nodes, seed=1, fal_client=options)
+    restart()
+    with pytest.raises(ledger.SpendLimitReached, match=r"today's recorded spend of \$0.10"):
+        lyria(nodes, seed=2, fal_client=options)
+    assert len(fal.submissions) == 1
+    lyria(nodes, seed=1, fal_client=options)  # a kept result is free, even at the limit
+    assert len(fal.submissions) == 1
+
+
+def test_two_nodes_at_once_cannot_both_slip_under_the_limit(fal, nodes, comfy):
+    fal.set_timing("fal-ai/lyria2", run_seconds=0.5)
+    options = client(nodes, 0.15)
+    cls = nodes["FalAudioLyria2"]
+
+    async def both():
+        return await asyncio.gather(
+            cls().generate(fal_client=options, unique_id="1", **defaults(cls, prompt="a", seed=1)),
+            cls().generate(fal_client=options, unique_id="2", **defaults(cls, prompt="b", seed=2)),
+            return_exceptions=True)
+
+    outcomes = asyncio.run(both())
+    refused = [o for o in outcomes if isinstance(o, ledger.SpendLimitReached)]
+    assert len(refused) == 1 and len(fal.submissions) == 1, outcomes
+    assert "daily spend limit of $0.15" in str(refused[0])
+
+
+def test_released_reservation_frees_the_limit(fal, nodes, comfy):
+    """A request fal failed costs nothing, so it does not count against the limit."""
+    options = client(nodes, 0.15)
+    fal.set_handler("fal-ai/lyria2", lambda payload: (_ for _ in ()).throw(EmulatedError(500, {"detail": "x"})))
+    with pytest.raises(Exception):
+        lyria(nodes, seed=1, fal_client=options)
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=1.0))
+    lyria(nodes, seed=2, fal_client=options)
+    assert len(fal.submissions) == 2
+
+
+def test_unknown_price_with_a_limit_is_refused(fal, nodes, comfy):
+    fal.set_prices({})
+    options = client(nodes, 5.0)
+    cls = nodes["FalAudioMiniMaxMusic"]
+    with pytest.raises(ledger.SpendLimitReached, match="price of this run is unknown"):
+        run_node(cls, unique_id="8", **defaults(cls, prompt=MINIMAX_LYRICS, reference_audio=tone(16.0),
+                                               fal_client=options))
+    assert fal.submissions == [] and fal.uploads == []
+
+
+def test_environment_limit_for_unconnected_nodes(fal, nodes, comfy, monkeypatch):
+    monkeypatch.setenv("FAL_AUDIO_DAILY_LIMIT_USD", "0.05")
+    with pytest.raises(ledger.SpendLimitReached, match=r"limit of \$0.05"):
+        lyria(nodes)
+    assert fal.submissions == []
+    client_options = client(nodes, 0.0)  # a connected fal Client with 0: no limit
+    lyria(nodes, fal_client=client_options)
+    assert len(fal.submissions) == 1
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_bad_limit_is_refused_naming_the_field(fal, nodes, comfy, monkeypatch, value):
+    with pytest.raises(ValueError, match="'daily_spend_limit_usd'"):
+        client(nodes, value)
+    monkeypatch.setenv("FAL_AUDIO_DAILY_LIMIT_USD", str(value))
+    with pytest.raises(ValueError, match="FAL_AUDIO_DAILY_LIMIT_USD"):
+        lyria(nodes)
+    monkeypatch.setenv("FAL_AUDIO_DAILY_LIMIT_USD", "ten dollars")
+    with pytest.raises(ValueError, match="FAL_AUDIO_DAILY_LIMIT_USD"):
+        lyria(nodes)
+    assert fal.submissions == []
