@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
-from . import comfy
+from . import comfy, secrets
 from .errors import FalAudioError, InvalidInput
 from .log import get_logger
 from .pricing import Charge, money
@@ -161,11 +161,6 @@ class Ledger:
 
     # -- transitions the journal reports ---------------------------------------------------------
 
-    def _open_row(self, conn, identity: str):
-        return conn.execute(
-            "SELECT id, state, estimate_usd, unit_price, time_based, round_up, unit FROM ledger"
-            " WHERE identity=? AND state IN (?, ?) ORDER BY id DESC LIMIT 1", (identity, *OPEN)).fetchone()
-
     def accepted(self, identity: str, request_id: str) -> None:
         self._connect().execute(
             "UPDATE ledger SET state=?, request_id=?, updated=? WHERE identity=? AND state=?",
@@ -181,7 +176,7 @@ class Ledger:
         """The submit never reached fal, or fal failed/cancelled the request: nothing is billed."""
         self._connect().execute(
             "UPDATE ledger SET state=?, cost_usd=0, detail=?, updated=? WHERE identity=? AND state IN (?, ?)",
-            (UNPAID, detail[:500], time.time(), identity, *OPEN))
+            (UNPAID, secrets.redact(detail)[:500], time.time(), identity, *OPEN))
 
     def settle(self, identity: str, charge: Optional[Charge], returned_seconds: Optional[float]) -> Optional[float]:
         """Refine the settled cost of a completed request with what fal returned; returns its cost."""
