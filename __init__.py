@@ -4,6 +4,18 @@ ComfyUI imports this file as a package named after its folder (any name works): 
 imports inside the pack are relative, and nothing heavy is imported here.
 """
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+# Served by ComfyUI under /extensions/<folder name>/: help pages (docs/<NodeClass>.md) and web extensions.
+WEB_DIRECTORY = "./web"
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+# Always true when ComfyUI (or tests/support.py) imports the pack. pytest also imports this file on its own,
+# as a lone module, when the folder's name is no identifier (a clone named fal-audio): then it only reads it.
+if __package__:
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from .utils import comfy as _comfy
+    from .utils.log import get_logger as _get_logger
+
+    _problem = _comfy.version_problem()
+    if _problem:
+        _get_logger("startup").warning(_problem)
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
