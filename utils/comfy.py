@@ -81,3 +81,32 @@ def data_directory() -> Path:
         return Path(override)
     user = _folder("get_user_directory")
     return (user / "fal-audio") if user else Path.home() / ".fal-audio"
+
+
+# The oldest ComfyUI the pack runs on: v0.3.45 (2025-07-21) is the first release with async node functions
+# (#8830), which every model node is, and with ProgressBar(node_id=...); CreateVideo/SaveVideo came in v0.3.31,
+# per-node progress text in v0.3.34 and templates from a pack's example_workflows/ in v0.3.10.
+MIN_COMFYUI = (0, 3, 45)
+
+
+def _version_tuple(text) -> Optional[tuple]:
+    import re
+
+    match = re.match(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?", str(text or ""))
+    return tuple(int(part or 0) for part in match.groups()) if match else None
+
+
+def version_problem() -> Optional[str]:
+    """One line saying this ComfyUI is too old for the pack, or None (fine, or not inside ComfyUI)."""
+    import sys
+
+    if "folder_paths" not in sys.modules:  # not started by ComfyUI (tests, scripts)
+        return None
+    version = getattr(_module("comfyui_version"), "__version__", None)  # ComfyUI >= 0.3.11 has this module
+    found = _version_tuple(version)
+    if found is not None and found >= MIN_COMFYUI:
+        return None
+    minimum = ".".join(map(str, MIN_COMFYUI))
+    return (f"fal Audio needs ComfyUI {minimum} or newer (async nodes); this is ComfyUI "
+            f"{version or 'older than 0.3.11'}. Its nodes will fail to run: update ComfyUI "
+            "(ComfyUI-Manager: Update ComfyUI; git: git pull; portable: update\\update_comfyui.bat) and restart.")
