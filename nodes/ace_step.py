@@ -12,6 +12,7 @@ from .base import FalAudioNode
 SCHEDULERS = ("euler", "heun")
 GUIDANCE_TYPES = ("cfg", "apg", "cfg_star")
 MAX_SECONDS = 240.0  # ACE-Step generates at most 4 minutes (pack limit)
+MIN_INPUT_SECONDS = 1.0  # pack limit: a shorter clip gives the model nothing to edit
 NOT_SET = -1  # an optional seed the docs give no default for
 
 TAGS = w.text("Comma-separated list of genre tags to control the style of the generated audio.",
@@ -42,7 +43,8 @@ GUIDANCE = {
                                      0.1),
 }
 
-SOURCE_AUDIO = ("The song to edit. A batch of several clips is edited clip by clip (one paid request each) "
+SOURCE_AUDIO = (f"The song to edit, {MIN_INPUT_SECONDS:g}-{MAX_SECONDS:g} s long (pack limit: ACE-Step makes at "
+                f"most {MAX_SECONDS:g} s). A batch of several clips is edited clip by clip (one paid request each) "
                 "and returned as a batch.")
 
 
@@ -106,6 +108,7 @@ class AceStepAudioInpaint(_AceStepEdit):
     DESCRIPTION = "Repaint a time range of a song (e.g. 10-20 s) with new tags/lyrics."
     REQUIRED_TEXT = ("tags",)
     AUDIO_INPUTS = {"audio": "audio_url"}
+    INPUT_SECONDS = (MIN_INPUT_SECONDS, MAX_SECONDS)
     ANCHORS = ("start", "end")
 
     @classmethod
@@ -147,6 +150,7 @@ class AceStepAudioOutpaint(_AceStepEdit):
     DESCRIPTION = "Extend a song before its start and/or after its end."
     REQUIRED_TEXT = ("tags",)
     AUDIO_INPUTS = {"audio": "audio_url"}
+    INPUT_SECONDS = (MIN_INPUT_SECONDS, MAX_SECONDS)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -178,6 +182,7 @@ class AceStepAudioToAudio(_AceStepEdit):
     DESCRIPTION = "Remix a song with new tags, or change its lyrics while keeping the music."
     REQUIRED_TEXT = ("tags", "original_tags")
     AUDIO_INPUTS = {"audio": "audio_url"}
+    INPUT_SECONDS = (MIN_INPUT_SECONDS, MAX_SECONDS)
     UNSET = {"original_seed": NOT_SET}
 
     @classmethod

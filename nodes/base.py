@@ -9,9 +9,9 @@ import time
 from typing import Dict
 
 from ..utils import audio as audio_io
-from ..utils import comfy
+from ..utils import comfy, validate
 from ..utils.errors import EndpointGone, invalid
-from ..utils.options import CallOptions
+from ..utils.options import CallOptions, usable_output_folder
 from ..utils.results import MAIN, file_url
 from . import widgets
 
@@ -61,6 +61,9 @@ class FalAudioNode:
     TEXT_FIELD = None
     # The node(s) to use instead, named when fal answers 404 to a submit (it no longer serves ENDPOINT).
     SUCCESSOR = ""
+    # Input clip limits: (min_seconds, max_seconds) every clip of every audio socket must lie in (None: no
+    # limit). Refused before any encode or upload, naming the socket and the limit.
+    INPUT_SECONDS = None
 
     def billing(self, request: dict, clips: Dict[str, dict]) -> dict:
         """What one request is billed by: {"seconds": float or None, "characters": int or None}."""
@@ -109,7 +112,11 @@ class FalAudioNode:
         return request
 
     def requests(self, inputs: dict) -> list:
-        """Every (request, take_key, label) this run pays for: clips of a batch x takes."""
+        """Every (request, take_key, label) this run pays for: clips of a batch x takes.
+
+        `inputs` may carry the run's CallOptions as "fal_client" (for the per-run request cap)."""
+        options = inputs.get("fal_client") or CallOptions()
+        validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), inputs)
         base = self._base_request(inputs)
         takes = int(inputs.get("takes", 1))
         seed = int(inputs.get("seed", 0))
@@ -125,6 +132,10 @@ class FalAudioNode:
         batch = max([len(c) for c in clip_lists.values()] or [1])
         for socket, clips in clip_lists.items():
             self.check(len(clips) in (1, batch), socket, f"has {len(clips)} clips but another audio input has {batch}")
+        self._check_request_count(batch, takes, clip_lists, options.max_requests_per_run)
+        for socket, clips in clip_lists.items():
+            for index, clip in enumerate(clips):
+                self._check_clip_length(socket, clip, index, len(clips))
         from ..utils.job import Upload
 
         per_clip = [{s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()} for index in range(batch)]
@@ -147,13 +158,40 @@ class FalAudioNode:
                 self.planned_clips.append(clips)
         return planned
 
+    def _check_request_count(self, batch: int, takes: int, clip_lists: dict, limit: int) -> None:
+        count = batch * takes
+        if count <= limit:
+            return
+        socket = next((s for s, c in clip_lists.items() if len(c) == batch), None) if batch > 1 else None
+        how = (f"has {batch} clips x {takes} take{'s' if takes > 1 else ''}" if socket else f"is {takes}")
+        raise invalid(self.DISPLAY_NAME, socket or "takes",
+                      f"{how}: this run would make {count} paid requests, more than the {limit} a run may make. "
+                      "Raise 'max_requests_per_run' on a connected fal Client node to allow it")
+
+    def _check_clip_length(self, socket: str, clip: dict, index: int, count: int) -> None:
+        if self.INPUT_SECONDS is None:
+            return
+        low, high = self.INPUT_SECONDS
+        seconds = audio_io.duration(clip)
+        which = f" (clip {index + 1} of {count})" if count > 1 else ""
+        span = (f"{low:g}-{high:g} s" if low is not None and high is not None
+                else f"at least {low:g} s" if low is not None else f"at most {high:g} s")
+        length = f"{seconds:.3f} s" if seconds < 1 else f"{seconds:.1f} s"
+        if low is not None and seconds < low:
+            raise invalid(self.DISPLAY_NAME, socket, f"is {length} long{which}, too short: this model takes "
+                                                     f"clips of {span}")
+        if high is not None and seconds > high:
+            raise invalid(self.DISPLAY_NAME, socket, f"is {length} long{which}, too long: this model takes clips "
+                                                     f"of {span}; trim it first")
+
     async def generate(self, fal_client: CallOptions = None, unique_id=None, **inputs):
         options = fal_client or CallOptions()
         from ..utils.job import Job
 
         # All validation happens here, before any request; encoding inputs runs off the
         # event loop so other nodes of the prompt keep going meanwhile.
-        planned = await asyncio.to_thread(self.requests, inputs)
+        planned = await asyncio.to_thread(self.requests, {**inputs, "fal_client": options})
+        await asyncio.to_thread(usable_output_folder, options, self.DISPLAY_NAME)
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label)
                 for request, take_key, label in planned]

@@ -4,8 +4,9 @@ never holds the key, so a saved or shared workflow cannot leak it."""
 import math
 import re
 
+from ..utils import validate
 from ..utils.errors import invalid
-from ..utils.options import CallOptions
+from ..utils.options import MAX_REQUESTS_PER_RUN, CallOptions, OutputFolderError, resolve_output_dir
 from . import widgets
 
 _LOOKS_LIKE_KEY = re.compile(r"[A-Za-z0-9_\-]{6,}:[A-Za-z0-9_\-]{16,}")
@@ -36,17 +37,27 @@ class FalClientNode:
                     "running is left to finish and is picked up by the next run with the same inputs.",
                     3600.0, 10.0, 86400.0, 1.0),
                 "output_dir": widgets.text(
-                    "Folder where every paid result file is kept before decoding. Empty: "
-                    "ComfyUI/output/fal-audio."),
+                    "Folder where every paid result file is kept before decoding, relative to ComfyUI's output "
+                    "folder (e.g. 'fal-audio/songs'); it must stay inside that folder (a shared workflow cannot "
+                    "write elsewhere on the server). Empty: ComfyUI/output/fal-audio, or FAL_AUDIO_OUTPUT_DIR "
+                    "if the server sets it."),
                 "daily_spend_limit_usd": widgets.number(
                     "Most US dollars the pack may spend on fal per day (your local date), counted from its spend "
                     "ledger: a run whose estimate would pass it is refused before anything is uploaded or sent. "
                     "0 = no limit. Nodes without a fal Client use $FAL_AUDIO_DAILY_LIMIT_USD.",
                     0.0, 0.0, 100000.0, 0.01),
+                "max_requests_per_run": widgets.integer(
+                    "Most paid requests one node run may make (clips of an AUDIO batch x takes); a run that "
+                    f"would make more is refused before anything is sent (pack limit, default "
+                    f"{MAX_REQUESTS_PER_RUN}).", MAX_REQUESTS_PER_RUN, 1, 1024),
             }
         }
 
-    def create(self, profile, queue_timeout, overall_timeout, output_dir, daily_spend_limit_usd=0.0):
+    def create(self, profile, queue_timeout, overall_timeout, output_dir, daily_spend_limit_usd=0.0,
+               max_requests_per_run=MAX_REQUESTS_PER_RUN):
+        validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), {
+            "profile": profile, "queue_timeout": queue_timeout, "overall_timeout": overall_timeout,
+            "output_dir": output_dir})
         if _LOOKS_LIKE_KEY.search(profile or ""):
             # Don't echo it; tell the user to move it out of the workflow.
             raise invalid(self.DISPLAY_NAME, "profile",
@@ -56,5 +67,13 @@ class FalClientNode:
         if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not math.isfinite(limit) or limit < 0:
             raise invalid(self.DISPLAY_NAME, "daily_spend_limit_usd",
                           f"must be 0 (no limit) or a positive number of US dollars, not {limit!r}")
+        if output_dir.strip():
+            try:
+                resolve_output_dir(output_dir)
+            except OutputFolderError as exc:
+                raise invalid(self.DISPLAY_NAME, "output_dir", str(exc)) from None
+        if isinstance(max_requests_per_run, bool) or not isinstance(max_requests_per_run, int) \
+                or not 1 <= max_requests_per_run <= 1024:
+            raise invalid(self.DISPLAY_NAME, "max_requests_per_run", "must be a whole number from 1 to 1024")
         return (CallOptions(profile.strip(), float(queue_timeout), float(overall_timeout), output_dir.strip(),
-                            float(limit)),)
+                            daily_spend_limit_usd=float(limit), max_requests_per_run=max_requests_per_run),)

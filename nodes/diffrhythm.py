@@ -5,6 +5,9 @@ import re
 from . import widgets as w
 from .base import FalAudioNode
 
+# DiffRhythm's style encoder takes the middle 10 s of the reference (its code refuses a shorter one); the
+# longest is a pack limit (only 10 s are used, so a longer upload only costs time).
+REFERENCE_SECONDS = (10.0, 600.0)
 TIME_TAG = re.compile(r"^\s*\[\d{2}:\d{2}\.\d{2}\]", re.MULTILINE)
 
 
@@ -15,6 +18,7 @@ class DiffRhythm(FalAudioNode):
     SENDS_SEED = False
     REQUIRED_TEXT = ("lyrics",)
     AUDIO_INPUTS = {"reference_audio": "reference_audio_url"}
+    INPUT_SECONDS = REFERENCE_SECONDS
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -32,7 +36,8 @@ class DiffRhythm(FalAudioNode):
                                              "(pack limit 10-100).", 32, 10, 100),
         }, optional={
             "reference_audio": w.audio("The reference audio to use for the music generation (optional when "
-                                       "style_prompt is given). A batch makes one song per clip."),
+                                       "style_prompt is given), 10-600 s long (DiffRhythm uses its middle 10 s; "
+                                       "600 s is a pack limit). A batch makes one song per clip."),
         }, sent_seed=False)
 
     def billing(self, request, clips):

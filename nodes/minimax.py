@@ -6,6 +6,7 @@ from .base import FalAudioNode
 
 MAX_LYRICS = 600
 MIN_REFERENCE_SECONDS = 15.0
+MAX_REFERENCE_SECONDS = 600.0  # pack limit: the docs give none
 
 
 class MiniMaxMusic(FalAudioNode):
@@ -15,6 +16,8 @@ class MiniMaxMusic(FalAudioNode):
     SENDS_SEED = False
     REQUIRED_TEXT = ("prompt",)
     AUDIO_INPUTS = {"reference_audio": "reference_audio_url"}
+    # "longer than 15 seconds" (exclusive) is checked in validate(); the base refuses the clearly wrong.
+    INPUT_SECONDS = (MIN_REFERENCE_SECONDS, MAX_REFERENCE_SECONDS)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -24,7 +27,8 @@ class MiniMaxMusic(FalAudioNode):
                              "hash marks (##) at the beginning and end of the lyrics to add accompaniment. "
                              "Maximum 600 characters.", multiline=True),
             "reference_audio": w.audio("Reference song, should contain music and vocals, longer than 15 seconds "
-                                       "(sent as WAV). A batch makes one song per clip."),
+                                       "and at most 600 s (pack limit) (sent as WAV). A batch makes one song per "
+                                       "clip."),
         }, sent_seed=False)
 
     def validate(self, request, clips):

@@ -103,7 +103,7 @@ SPECS = {
         custom_payload={"prompt": "thunder", "duration": 25}),
     "FalAudioDiffRhythm": dict(
         endpoint="fal-ai/diffrhythm", text={"lyrics": DR_LYRICS},
-        sockets={"reference_audio": ("reference_audio_url", 2.0)},
+        sockets={"reference_audio": ("reference_audio_url", 10.5)},  # DiffRhythm needs >= 10 s
         default_payload={"lyrics": DR_LYRICS, "music_duration": "95s", "cfg_strength": 4.0, "scheduler": "euler",
                          "num_inference_steps": 32},
         custom={"lyrics": "[00:01.00]One line only", "style_prompt": "pop", "music_duration": "285s",
@@ -221,7 +221,7 @@ def test_every_widget_changed(fal, nodes, name):
     for field, value in custom.items():
         assert value != widget_default(cls, field), f"{field} is left at its default"
     serve(fal, name)
-    clips = {socket: tone(2.0, channels=2) for socket in spec.get("sockets", {})}
+    clips = {socket: tone(max(2.0, seconds), channels=2) for socket, (_, seconds) in spec.get("sockets", {}).items()}
     if name == "FalAudioMiniMaxMusic":
         clips = {"reference_audio": tone(15.5, channels=2)}
     (audio, *_) = run_node(cls, **custom, **clips)

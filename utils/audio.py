@@ -64,27 +64,37 @@ def _probe_options(source) -> dict:
     return {"probesize": "65536"} if head == b"RIFF" else {}
 
 
+# Sample rates an input clip may have (pack limit): below, no model hears anything useful; above,
+# no model takes it (and the WAV header's byte rate would overflow soon after).
+MIN_RATE, MAX_RATE = 1000, 384000
+# Integer sample formats and the value that maps to full scale (1.0).
+_INT_SCALE = {"torch.int16": 32768.0, "torch.int32": 2147483648.0, "torch.int8": 128.0}
+
+
 def clips(audio: dict, node: str, field: str) -> List[dict]:
-    """Split an AUDIO input into checked single clips ([1, C, T] each).
+    """Split an AUDIO input into checked single float32 CPU clips ([1, C, T] each).
 
     Refuses what a model cannot use, before anything is paid for: no samples, NaN/inf,
-    or more than two channels (fal's music models take mono or stereo; a silent
+    an unusable sample rate, a tensor without data (meta device), a sample type that is
+    not audio, or more than two channels (fal's music models take mono or stereo; a silent
     downmix of surround would change the mix, so we ask the user to do it on purpose).
+    Integer samples are scaled to [-1, 1] (int16 by 32768), other floats cast, GPU tensors
+    copied to the CPU.
     """
     import torch
 
     if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
         raise invalid(node, field, "is not an AUDIO value")
-    waveform, rate = audio["waveform"], int(audio["sample_rate"])
+    waveform = audio["waveform"]
     if not isinstance(waveform, torch.Tensor):
         raise invalid(node, field, "is not an AUDIO value (waveform is not a tensor)")
+    rate = sample_rate(audio["sample_rate"], node, field)
+    waveform = _float_cpu(waveform, node, field)
     if waveform.dim() == 2:
         waveform = waveform.unsqueeze(0)
     if waveform.dim() != 3:
         raise invalid(node, field, f"must be a [batch, channels, samples] waveform, got shape {tuple(waveform.shape)}")
     batch, channels, length = waveform.shape
-    if rate <= 0:
-        raise invalid(node, field, f"has an invalid sample rate {rate}")
     if batch == 0 or channels == 0 or length == 0:
         raise invalid(node, field, "is empty (no samples)")
     if channels > 2:
@@ -93,6 +103,46 @@ def clips(audio: dict, node: str, field: str) -> List[dict]:
     if not torch.isfinite(waveform).all():
         raise invalid(node, field, "contains NaN or infinite samples")
     return [{"waveform": waveform[i:i + 1], "sample_rate": rate} for i in range(batch)]
+
+
+def sample_rate(value, node: str, field: str) -> int:
+    """An AUDIO's sample rate as a whole number of Hz within MIN_RATE..MAX_RATE."""
+    import math
+    import numbers
+
+    shown = repr(value)[:40]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # a 0-d numpy or torch number
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise invalid(node, field, f"has no usable sample rate ({shown}); it must be a whole number of Hz")
+    if not math.isfinite(float(value)) or float(value) != int(value):
+        raise invalid(node, field, f"has an invalid sample rate {shown}; it must be a whole number of Hz")
+    rate = int(value)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise invalid(node, field, f"has a sample rate of {rate} Hz; it must be {MIN_RATE}-{MAX_RATE} Hz (pack "
+                                   "limit): resample it first")
+    return rate
+
+
+def _float_cpu(waveform, node: str, field: str):
+    """The waveform as float32 on the CPU, integer formats scaled to full scale."""
+    import torch
+
+    if waveform.device.type == "meta":
+        raise invalid(node, field, "is a tensor on the 'meta' device, which holds no samples")
+    if waveform.device.type != "cpu":
+        waveform = waveform.detach().to("cpu")
+    dtype = waveform.dtype
+    if dtype == torch.float32:
+        return waveform
+    if dtype in (torch.float64, torch.float16, torch.bfloat16):
+        return waveform.to(torch.float32)
+    if str(dtype) in _INT_SCALE:
+        return waveform.to(torch.float32).div_(_INT_SCALE[str(dtype)])
+    if dtype == torch.uint8:  # 8-bit WAV style: 128 is silence
+        return waveform.to(torch.float32).sub_(128.0).div_(128.0)
+    raise invalid(node, field, f"holds {str(dtype).replace('torch.', '')} samples; AUDIO needs float samples "
+                               "(or 8/16/32-bit integer PCM)")
 
 
 def duration(clip: dict) -> float:

@@ -65,6 +65,12 @@ def _folder(getter: str) -> Optional[Path]:
     return Path(getattr(folder_paths, getter)())
 
 
+def output_root() -> Path:
+    """ComfyUI's output folder (outside ComfyUI: ~/fal-audio-output): where workflows may write."""
+    output = _folder("get_output_directory")
+    return output if output else Path.home() / "fal-audio-output"
+
+
 def output_directory() -> Path:
     """Where paid results are kept by default: ComfyUI's output folder, else ~/fal-audio-output."""
     override = os.environ.get("FAL_AUDIO_OUTPUT_DIR")
