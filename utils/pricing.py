@@ -217,8 +217,10 @@ async def _fetch(key: str, endpoints: list) -> Dict[str, dict]:
     """Ask fal for these endpoints' prices: {endpoint: row}. Raises on any failure."""
     import httpx
 
+    from .gateway import ssl_context
+
     found: Dict[str, dict] = {}
-    async with httpx.AsyncClient(headers={"Authorization": f"Key {key}"}, verify=_ssl_context(),
+    async with httpx.AsyncClient(headers={"Authorization": f"Key {key}"}, verify=ssl_context(),
                                  timeout=httpx.Timeout(LOOKUP_BUDGET, connect=LOOKUP_BUDGET)) as client:
         for start in range(0, len(endpoints), BATCH):
             params = {"endpoint_id": ",".join(endpoints[start:start + BATCH])}
@@ -247,19 +249,6 @@ async def _fetch(key: str, endpoints: list) -> Dict[str, dict]:
 
 class PricingUnavailable(Exception):
     pass
-
-
-_ssl_contexts: dict = {}
-
-
-def _ssl_context():
-    """One SSL context per CA bundle: building one costs ~0.1 s of CA loading."""
-    import httpx
-
-    bundle = os.environ.get("SSL_CERT_FILE", "")
-    if bundle not in _ssl_contexts:
-        _ssl_contexts[bundle] = httpx.create_ssl_context()
-    return _ssl_contexts[bundle]
 
 
 async def lookup(endpoints: Iterable[str], key: Optional[str]) -> Dict[str, Price]:
