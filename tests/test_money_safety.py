@@ -179,3 +179,96 @@ def test_an_uncertain_submit_is_not_resent_by_its_twin_in_the_same_prompt(fal, n
     # A new prompt (re-run, as the message says) submits anew.
     (audio,) = run_node(node, **inputs)
     assert audio["waveform"].shape[-1] == 48000 and len(fal.submissions) == 1
+
+
+# --- case 2: a deleted kept file is paid again only when fal's copy is gone for good --------------
+
+EXPIRED = "the kept file was deleted and fal's copy has expired: paying for a new take"
+
+
+def kept_files(comfy):
+    folder = comfy.output_dir / "fal-audio"
+    return sorted(p for p in folder.iterdir() if not p.name.endswith(".part")) if folder.exists() else []
+
+
+def delete_kept_file(comfy):
+    (kept,) = kept_files(comfy)
+    kept.unlink()
+
+
+@pytest.mark.parametrize("fault", [dict(status=503), dict(status=500, body={"detail": "storage hiccup"}),
+                                   dict(close=True), dict(status=429)])
+def test_a_deleted_kept_file_survives_one_hiccup_of_fals_copy(fal, nodes, short_file, comfy, fault):
+    (first,) = lyria(nodes)
+    delete_kept_file(comfy)
+    fal.fault("GET", FILES, **fault)
+    (again,) = lyria(nodes)
+    assert len(fal.submissions) == 1 and torch.equal(first["waveform"], again["waveform"])
+    assert EXPIRED not in "\n".join(comfy.texts()) and len(kept_files(comfy)) == 1
+
+
+def test_a_lasting_file_host_failure_keeps_the_entry_for_the_next_run(fal, nodes, short_file, comfy):
+    lyria(nodes)
+    delete_kept_file(comfy)
+    fal.fault("GET", FILES, status=503, times=5)
+    with pytest.raises(Exception) as caught:
+        lyria(nodes)
+    assert "no new charge" in str(caught.value) and len(fal.submissions) == 1
+    lyria(nodes)
+    assert len(fal.submissions) == 1
+
+
+@pytest.mark.parametrize("gone", ["removed", 410])
+def test_a_deleted_kept_file_whose_copy_expired_is_paid_again_and_says_so(fal, nodes, short_file, comfy, gone):
+    lyria(nodes)
+    delete_kept_file(comfy)
+    if gone == "removed":
+        fal.remove_file(fal.jobs[0].result["audio"]["url"])
+    else:
+        fal.fault("GET", FILES, status=410)
+    (audio,) = lyria(nodes)
+    assert audio["waveform"].shape[-1] == 48000 and len(fal.submissions) == 2
+    assert EXPIRED in comfy.texts()
+
+
+def test_cancel_while_fetching_a_deleted_kept_file_leaves_the_entry(fal, nodes, short_file, comfy):
+    lyria(nodes)
+    delete_kept_file(comfy)
+    fal.fault("GET", FILES, delay=3)
+    interrupt_when(comfy, lambda: any("files/" in path for _, path in fal.requests[1:]), after=0.2)
+    with pytest.raises(comfy.InterruptProcessingException):
+        lyria(nodes)
+    assert len(fal.submissions) == 1
+    assert [state for state, _ in journal_rows(comfy)] == ["completed"]
+    lyria(nodes)
+    assert len(fal.submissions) == 1
+
+
+# --- case 9 (results): file:// and empty results ----------------------------------------------------
+
+def test_a_file_url_result_is_a_clear_error_not_retried(fal, nodes, comfy):
+    fal.set_handler("fal-ai/lyria2", lambda payload: {"audio": {"url": "file:///etc/passwd"}})
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        lyria(nodes)
+    assert time.monotonic() - started < 3  # no backoff retries
+    assert "not a web address" in str(caught.value) and "file:///etc/passwd" in str(caught.value)
+    assert kept_files(comfy) == [] and [state for state, _ in journal_rows(comfy)] == ["submitted"]
+    with pytest.raises(Exception):
+        lyria(nodes)
+    assert len(fal.submissions) == 1  # paid once; the re-run does not pay again
+
+
+def test_an_empty_result_file_is_not_marked_completed(fal, nodes, comfy):
+    url = fal.add_file(b"", "output.wav", "audio/wav")
+    fal.set_handler("fal-ai/lyria2", lambda payload: {"audio": {"url": url}})
+    with pytest.raises(Exception) as caught:
+        lyria(nodes)
+    assert "empty (0 bytes)" in str(caught.value)
+    assert kept_files(comfy) == [] and [state for state, _ in journal_rows(comfy)] == ["submitted"]
+
+
+def test_one_5xx_on_a_fresh_download_is_retried(fal, nodes, short_file):
+    fal.fault("GET", FILES, status=503)
+    (audio,) = lyria(nodes)
+    assert audio["waveform"].shape[-1] == 48000 and len(fal.submissions) == 1

@@ -133,6 +133,10 @@ def valid_request_id(request_id) -> bool:
     return isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id) is not None
 
 
+class NotDownloadable(ValueError):
+    """A result file that no retry can fetch: not a web URL, or empty."""
+
+
 class HTTPError(Exception):
     """An HTTP error answer from fal, shaped like fal_client's (status_code, message)."""
 
@@ -243,6 +247,10 @@ class Gateway:
 
         The fal key is not sent: result URLs are public and may point at any host.
         """
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme not in ("https", "http", "data"):
+            raise NotDownloadable(f"its URL is not a web address ({url[:60]!r}); only https and data: URLs are "
+                                  "fetched")
         destination.parent.mkdir(parents=True, exist_ok=True)
         # A private partial file: two followers of one request (two identical nodes) may
         # download at once; each renames a whole file into place atomically.
@@ -254,6 +262,8 @@ class Gateway:
                 partial.write_bytes(decode_data_uri(url))
             else:
                 await _fetch(url, partial, on_progress)
+            if partial.stat().st_size == 0:
+                raise NotDownloadable("the file is empty (0 bytes)")
             os.replace(partial, destination)
         finally:
             partial.unlink(missing_ok=True)
@@ -273,7 +283,9 @@ async def _fetch(url: str, partial: Path, on_progress) -> None:
             async with http.stream("GET", url, headers=headers) as response:
                 if response.status_code == 416 and have:
                     return  # the server says we already have every byte
-                response.raise_for_status()
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise HTTPError.from_response(response)
                 if have and response.status_code != 206:
                     have = 0  # the server ignored the range: start over
                 expected = response.headers.get("content-length")
@@ -287,9 +299,11 @@ async def _fetch(url: str, partial: Path, on_progress) -> None:
                 if expected is not None and size < expected:
                     raise httpx.RemoteProtocolError(f"download ended at {size} of {expected} bytes")
                 return
-        except (httpx.TransportError, httpx.StreamError) as exc:
+        except (httpx.TransportError, httpx.StreamError, HTTPError) as exc:
+            # Drops and the file host's own trouble (5xx, 429) pass; any other answer is final.
+            status = http_status(exc)
             attempt += 1
-            if attempt > TRANSIENT_RETRIES:
+            if attempt > TRANSIENT_RETRIES or (status is not None and status < 500 and status != 429):
                 raise
-            log.warning("Download of a result file was interrupted (%s); retrying", type(exc).__name__)
+            log.warning("Download of a result file failed (%s); retrying", status or type(exc).__name__)
             await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Union
 from . import audio as audio_io
 from . import comfy, credentials, errors
 from .errors import FalAudioError, RequestFailed, TimeoutExpired
-from .gateway import Gateway, SubmitUncertain, http_status, is_transient, per_loop
+from .gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient, per_loop
 from .aio import finish
 from .journal import Journal, held_for_prompt, hold_for_prompt
 from .journal import identity as request_identity
@@ -37,6 +37,10 @@ RETRIES = 4
 
 class UnknownRequest(Exception):
     """fal answered 404 for a request id we hold."""
+
+
+class FileExpired(RequestFailed):
+    """The file host answered 404/410 for a result file: fal's copy is gone for good."""
 
 
 def content_hash(data: bytes) -> str:
@@ -250,12 +254,16 @@ class Job:
         return value
 
     async def _reuse(self, entry) -> Optional[JobResult]:
+        """The kept result of an earlier request; None only if a kept file was deleted and fal
+        confirms its own copy is gone (404/410). Any other trouble (a 5xx, a drop, Cancel) raises
+        and leaves the entry as it is: the next run tries again without paying."""
         kept = {name: Path(path) for name, path in (entry.files or {}).items()}
         try:
             files = await self._keep(entry.response, entry.request_id, kept)
-        except Exception as exc:  # noqa: BLE001 - a kept file is gone and fal's copy expired
-            log.warning("%s: kept result of request %s is missing and could not be fetched again (%s)",
-                        self.endpoint, entry.request_id, type(exc).__name__)
+        except FileExpired:
+            log.warning("%s: kept result of request %s was deleted and fal's copy has expired; paying for a new take",
+                        self.endpoint, entry.request_id)
+            self._say("the kept file was deleted and fal's copy has expired: paying for a new take")
             return None
         if files != kept:
             journal().completed(self.identity, entry.response, files)
@@ -434,6 +442,13 @@ class Job:
         except Exception as exc:  # noqa: BLE001 - turned into a specific message
             if comfy.is_interrupt(exc):
                 raise
+            if http_status(exc) in (404, 410):
+                raise FileExpired(f"{self.endpoint}: the result file of request {request_id} is gone from fal "
+                                  f"(HTTP {http_status(exc)}).") from None
+            if isinstance(exc, NotDownloadable):
+                raise RequestFailed(
+                    f"{self.endpoint}: the result of request {request_id} cannot be kept: {exc}. The request is "
+                    "paid for and stays in the journal; change the seed for a new (paid) take.") from None
             raise RequestFailed(
                 f"{self.endpoint}: the result of request {request_id} could not be downloaded "
                 f"({type(exc).__name__}: {exc}). Run the node again to retry the download (no new charge)."
