@@ -442,14 +442,13 @@ class Job:
         except Exception as exc:  # noqa: BLE001 - turned into a specific message
             if comfy.is_interrupt(exc):
                 raise
-            if http_status(exc) in (404, 410):
-                raise FileExpired(f"{self.endpoint}: the result file of request {request_id} is gone from fal "
-                                  f"(HTTP {http_status(exc)}).") from None
             if isinstance(exc, NotDownloadable):
                 raise RequestFailed(
                     f"{self.endpoint}: the result of request {request_id} cannot be kept: {exc}. The request is "
                     "paid for and stays in the journal; change the seed for a new (paid) take.") from None
-            raise RequestFailed(
+            # 404/410: fal's copy is gone for good (what a re-run of a deleted kept file must know).
+            failure = FileExpired if http_status(exc) in (404, 410) else RequestFailed
+            raise failure(
                 f"{self.endpoint}: the result of request {request_id} could not be downloaded "
                 f"({type(exc).__name__}: {exc}). Run the node again to retry the download (no new charge)."
             ) from None
