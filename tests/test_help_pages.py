@@ -38,10 +38,12 @@ def test_help_page_names_every_input_cost_chain_and_model_page(nodes, name):
     missing = [n for n in inputs if f"`{n}`" not in text]
     assert missing == [], f"{page.name} does not name these inputs (as `name`): {missing}"
     sections = re.findall(r"^## (.+)$", text, re.MULTILINE)
-    for heading in ("Inputs", "Cost", "A chain it fits in"):
-        assert heading in sections, f"{page.name} has no '## {heading}' section"
-    cost = text.split("## Cost", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"\$\d|[Ff]ree|[Nn]o published price", cost), f"{page.name}: the cost section names no price"
+    assert "Inputs" in sections or not inputs, f"{page.name} has no '## Inputs' section"
+    assert "A chain it fits in" in sections, f"{page.name} has no '## A chain it fits in' section"
+    cost_heading = next((h for h in sections if "cost" in h.lower()), None)
+    assert cost_heading, f"{page.name} has no section on cost (a '## ...' heading with 'cost' in it)"
+    cost = text.split(f"## {cost_heading}", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"\$\d|[Ff]ree|[Nn]othing|[Nn]o published price", cost), f"{page.name}: the cost section names no price"
     workflows = re.findall(r"`([\w.-]+\.json)`", text)
     assert workflows, f"{page.name} names no example workflow"
     for workflow in workflows:
