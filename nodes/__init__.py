@@ -14,6 +14,9 @@ from .video import MMAudioVideoToAudio
 from .visualize import AudioToSpectrogram, AudioToWaveform
 from .load_url import LoadAudioFromURL
 from .spend import FalSpend
+from .speech import ElevenLabsTTSv3, KokoroAmericanEnglish, MiniMaxSpeech28HD
+from .stems import Demucs, ElevenLabsAudioIsolation
+from .transcription import Wizper
 
 # Class names are prefixed so they cannot collide with other packs' node types.
 _NODES = {
@@ -36,6 +39,12 @@ _NODES = {
     "FalAudioSpectrogram": AudioToSpectrogram,
     "FalAudioLoadURL": LoadAudioFromURL,
     "FalAudioSpend": FalSpend,
+    "FalAudioElevenLabsTTSv3": ElevenLabsTTSv3,
+    "FalAudioMiniMaxSpeech28HD": MiniMaxSpeech28HD,
+    "FalAudioKokoroAmericanEnglish": KokoroAmericanEnglish,
+    "FalAudioWizper": Wizper,
+    "FalAudioDemucs": Demucs,
+    "FalAudioElevenLabsAudioIsolation": ElevenLabsAudioIsolation,
 }
 
 NODE_CLASS_MAPPINGS = dict(_NODES)

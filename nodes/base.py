@@ -51,6 +51,16 @@ class FalAudioNode:
     AUDIO_INPUTS: Dict[str, str] = {}
     # Widget values that mean "not set: let fal apply its own default" (not sent).
     UNSET: Dict[str, object] = {}
+    # Widgets sent inside an object field of the request: widget name -> "object.field"
+    # (e.g. MiniMax's "speed" -> "voice_setting.speed").
+    NESTED: Dict[str, str] = {}
+    # Combo widgets whose options are numbers (a combo holds text): sent as integers.
+    NUMERIC_CHOICES = ()
+    # Text widgets that, when not empty, replace another field's value: widget -> field
+    # (e.g. a typed voice id over the stock voice list).
+    OVERRIDES: Dict[str, str] = {}
+    # Widget values sent as JSON null (e.g. a language of "auto" -> null: fal detects it).
+    NULL: Dict[str, object] = {}
     # The largest seed the model takes.
     SEED_MAX = widgets.SEED_MAX
     # Cost facts for the estimate before paying (utils.pricing turns them into the price's units).
@@ -108,8 +118,33 @@ class FalAudioNode:
                 continue  # empty optional text: the service applies its own default
             if name in self.UNSET and value == self.UNSET[name]:
                 continue
-            request[name] = value
+            request[name] = None if name in self.NULL and value == self.NULL[name] else value
+        self._check_choices(request)
+        for name, field in self.OVERRIDES.items():
+            if name in request:
+                request[field] = request.pop(name).strip()
+        for name in self.NUMERIC_CHOICES:
+            if name in request:
+                request[name] = int(request[name])
+        for name, path in self.NESTED.items():
+            if name in request:
+                parent, child = path.split(".")
+                request.setdefault(parent, {})[child] = request.pop(name)
+        return self.shape(request)
+
+    def shape(self, request: dict) -> dict:
+        """Turn widget values into shapes a widget cannot hold (e.g. a list from a text); default: as is."""
         return request
+
+    def _check_choices(self, request: dict) -> None:
+        """A combo value the node does not offer (an API prompt can send anything) is refused before paying."""
+        spec = self.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, (kind, *_) in spec.get(section, {}).items():
+                if isinstance(kind, list) and name in request and request[name] not in kind and not (
+                        name in self.NULL and request[name] is None):
+                    shown = ", ".join(str(option) for option in kind[:12]) + (", ..." if len(kind) > 12 else "")
+                    self.check(False, name, f"is {request[name]!r}, which is not one of {shown}")
 
     def requests(self, inputs: dict) -> list:
         """Every (request, take_key, label) this run pays for: clips of a batch x takes.

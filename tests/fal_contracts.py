@@ -7,7 +7,8 @@ checks a submitted payload against it and returns the errors in the shape fal's
 
 Types: string, number, integer, boolean, enum, file (a URL or data URI), array (items),
 object (properties). Fields without a contract entry are refused (``extra_forbidden``).
-An optional field without a default may be null; a field with a default may not.
+An optional field without a default may be null; a field with a default may not, unless it is
+marked ``nullable`` (fal documents null as a value of its own, e.g. "detect the language").
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def _is_number(value: Any) -> bool:
 
 def _check(spec: dict, value: Any, loc: list) -> list[dict]:
     kind = spec["type"]
+    if value is None and spec.get("nullable"):
+        return []  # fal's description says null is meaningful here (e.g. Wizper's language: detect it)
     if value is None:
         if spec.get("required") or "default" in spec:
             return [_error(loc, "missing" if spec.get("required") else "none_forbidden",

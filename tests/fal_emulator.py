@@ -309,20 +309,27 @@ def encode_sine(
     seconds: float = 1.0, rate: int = 44100, channels: int = 2, fmt: str = "wav", freq: float = 440.0
 ) -> bytes:
     """Encode a sine (amplitude 0.5, channel c at freq*(c+1)) with PyAV."""
-    import av  # heavy imports kept local: only needed when audio is synthesised
     import numpy as np
 
-    if fmt not in AUDIO_FORMATS:
-        raise ValueError(f"unsupported audio format {fmt!r}; use one of {sorted(AUDIO_FORMATS)}")
     if channels not in (1, 2):
         raise ValueError("channels must be 1 or 2")
-    container_format, codec, _ = AUDIO_FORMATS[fmt]
-    layout = "mono" if channels == 1 else "stereo"
     n = int(round(seconds * rate))
     t = np.arange(n, dtype=np.float64) / rate
     samples = np.stack(
         [0.5 * np.sin(2 * np.pi * freq * (c + 1) * t) for c in range(channels)]
     ).astype(np.float32)
+    return encode_samples(samples, rate, fmt)
+
+
+def encode_samples(samples, rate: int, fmt: str = "wav") -> bytes:
+    """Encode float32 samples [channels, frames] (mono or stereo) as a wav/mp3/flac file with PyAV."""
+    import av  # heavy imports kept local: only needed when audio is synthesised
+
+    if fmt not in AUDIO_FORMATS:
+        raise ValueError(f"unsupported audio format {fmt!r}; use one of {sorted(AUDIO_FORMATS)}")
+    container_format, codec, _ = AUDIO_FORMATS[fmt]
+    channels = samples.shape[0]
+    layout = "mono" if channels == 1 else "stereo"
 
     buf = io.BytesIO()
     with av.open(buf, "w", format=container_format) as out:
@@ -675,6 +682,29 @@ class FalEmulator:
         url = self.add_file(data, name, content_type)
         return {key: {"url": url, "content_type": content_type, "file_name": name, "file_size": len(data)}}
 
+    def model_result(self, endpoint: str, payload: dict) -> Any:
+        """What the endpoint answers without a handler: its realistic model (emulator_models), else a WAV."""
+        import emulator_models
+
+        model = emulator_models.MODELS.get(endpoint.strip("/"))
+        return model(self, copy.deepcopy(payload)) if model else self.file_result()
+
+    def has_model(self, endpoint: str) -> bool:
+        """Whether the endpoint answers with its own realistic model (emulator_models) when no handler is set."""
+        import emulator_models
+
+        return endpoint.strip("/") in emulator_models.MODELS
+
+    def file_bytes(self, url: str) -> bytes:
+        """The bytes behind a URL the client sent: an uploaded (or served) file, or a data URI."""
+        if url.startswith("data:"):
+            import base64
+
+            return base64.b64decode(url.split(",", 1)[1])
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+        with self._lock:
+            return self._files[path].data
+
     def fault(
         self,
         method: str,
@@ -949,7 +979,7 @@ class FalEmulator:
         # The handler runs now (not when the job "completes") so tests can inspect
         # payloads right after submit; the result is only revealed once COMPLETED.
         try:
-            job.result = handler(copy.deepcopy(payload)) if handler else self.file_result()
+            job.result = handler(copy.deepcopy(payload)) if handler else self.model_result(endpoint, payload)
         except EmulatedError as exc:
             job.error = exc
         except Exception as exc:  # noqa: BLE001 - a crashing handler is a failed job

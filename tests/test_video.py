@@ -189,7 +189,7 @@ def minimal_inputs(fal, name, cls):
 
 
 def serve_every_endpoint(fal, cls):
-    if getattr(cls, "ENDPOINT", ""):
+    if getattr(cls, "ENDPOINT", "") and not fal.has_model(cls.ENDPOINT):  # else its realistic emulator model
         if cls.RESULT_FILE == "video":
             fal.set_handler(cls.ENDPOINT, lambda payload: video_result(fal, 1.2))
         else:

@@ -1,0 +1,135 @@
+"""Realistic answers of the voice endpoints for the fal emulator (used when a test sets no handler).
+
+Each model answers in the shape fal's types give (tests/contracts.json "output"), with the
+formats the real service uses: speech as MP3/FLAC/WAV whose length follows the text, Wizper
+as a text-only result (transcript + timed chunks, no file), Demucs as one file per stem as
+long as the uploaded input, voice isolation as an MP3 of the input's length.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Callable
+
+SECONDS_PER_CHARACTER = 0.06  # ~ 15 characters a second of speech
+DEMUCS_STEMS = ("vocals", "drums", "bass", "other", "guitar", "piano")
+SIX_STEM_MODELS = ("htdemucs_6s",)
+# Each stem is a sine at its own frequency, so a test can tell which stem came out where.
+STEM_HZ = {"vocals": 440.0, "drums": 110.0, "bass": 55.0, "other": 660.0, "guitar": 330.0, "piano": 880.0}
+LYRIC_LINES = ("Streetlights hum a quiet tune", "Coffee steam and a paper moon", "Slow down, let the city breathe",
+               "Every step a little lighter on the street")
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def _tone(seconds: float, rate: int, channels: int, freq: float):
+    import numpy as np
+
+    t = np.arange(max(1, int(round(seconds * rate))), dtype=np.float64) / rate
+    return np.stack([0.4 * np.sin(2 * math.pi * freq * (c + 1) * t) for c in range(channels)]).astype(np.float32)
+
+
+def _file(emulator, samples, rate: int, fmt: str) -> dict:
+    from fal_emulator import AUDIO_FORMATS, encode_samples
+
+    data = encode_samples(samples, rate, fmt)
+    content_type = AUDIO_FORMATS[fmt][2]
+    name = f"output.{fmt}"
+    return {"url": emulator.add_file(data, name, content_type), "content_type": content_type, "file_name": name,
+            "file_size": len(data)}
+
+
+def decode_input(emulator, url: str):
+    """The uploaded clip as (float32 samples [C, T], rate)."""
+    import av
+    import numpy as np
+
+    with av.open(io.BytesIO(emulator.file_bytes(url))) as container:
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        chunks = [frame.to_ndarray().astype(np.float32) for frame in container.decode(stream)]
+    samples = np.concatenate(chunks, axis=1)
+    if samples.shape[0] != stream.codec_context.channels:  # packed (interleaved) samples
+        samples = samples.reshape(-1, stream.codec_context.channels).T
+    if samples.dtype != np.float32 or np.abs(samples).max() > 1.5:
+        samples = samples / 32768.0
+    return np.ascontiguousarray(samples, dtype=np.float32), rate
+
+
+def speech_seconds(text: str) -> float:
+    return round(max(0.5, min(30.0, len(text) * SECONDS_PER_CHARACTER)), 3)
+
+
+def elevenlabs_tts(emulator, payload: dict) -> dict:
+    seconds = speech_seconds(payload["text"])
+    result: dict[str, Any] = {"audio": _file(emulator, _tone(seconds, 44100, 1, 200.0), 44100, "mp3")}
+    if payload.get("timestamps"):
+        words = payload["text"].split()
+        step = seconds / max(1, len(words))
+        result["timestamps"] = [{"text": word, "start": round(i * step, 3), "end": round((i + 1) * step, 3),
+                                 "type": "word"} for i, word in enumerate(words)]
+    return result
+
+
+def minimax_speech(emulator, payload: dict) -> dict:
+    audio = payload.get("audio_setting", {})
+    fmt = audio.get("format", "mp3")
+    if fmt == "pcm":
+        raise ValueError("the emulator does not make headerless pcm")
+    rate, channels = int(audio.get("sample_rate", 32000)), int(audio.get("channel", 1))
+    seconds = speech_seconds(payload["prompt"])
+    return {"audio": _file(emulator, _tone(seconds, rate, channels, 240.0), rate, fmt),
+            "duration_ms": int(seconds * 1000)}
+
+
+def kokoro(emulator, payload: dict) -> dict:
+    seconds = speech_seconds(payload.get("prompt", ""))
+    return {"audio": _file(emulator, _tone(seconds, 24000, 1, 180.0), 24000, "wav")}
+
+
+def wizper(emulator, payload: dict) -> dict:
+    """A text-only result: one chunk per 2.5 s of the input, the last one left open as Whisper does."""
+    samples, rate = decode_input(emulator, payload["audio_url"])
+    seconds = samples.shape[-1] / rate
+    count = max(1, math.ceil(seconds / 2.5))
+    chunks = []
+    for index in range(count):
+        end = round(min(seconds, (index + 1) * 2.5), 2)
+        line = LYRIC_LINES[index % len(LYRIC_LINES)]
+        if payload.get("task") == "translate":
+            line = line.upper()
+        chunks.append({"timestamp": [round(index * 2.5, 2), None if index == count - 1 else end], "text": " " + line})
+    language = payload.get("language") or "en"
+    return {"text": "".join(c["text"] for c in chunks).strip(), "chunks": chunks, "languages": [language]}
+
+
+def demucs(emulator, payload: dict) -> dict:
+    samples, rate = decode_input(emulator, payload["audio_url"])
+    model = payload.get("model", "htdemucs_6s")
+    made = DEMUCS_STEMS if model in SIX_STEM_MODELS else DEMUCS_STEMS[:4]
+    wanted = payload.get("stems") or made
+    fmt = payload.get("output_format", "mp3")
+    out_rate = rate if fmt != "mp3" or rate in MP3_RATES else 44100
+    seconds, channels = samples.shape[-1] / rate, samples.shape[0]
+    result: dict[str, Any] = {name: None for name in DEMUCS_STEMS}
+    for name in made:
+        if name in wanted:
+            result[name] = _file(emulator, _tone(seconds, out_rate, channels, STEM_HZ[name]), out_rate, fmt)
+    return result
+
+
+def audio_isolation(emulator, payload: dict) -> dict:
+    samples, rate = decode_input(emulator, payload["audio_url"])
+    out_rate = rate if rate in MP3_RATES else 44100
+    seconds = samples.shape[-1] / rate
+    return {"audio": _file(emulator, _tone(seconds, out_rate, samples.shape[0], 300.0), out_rate, "mp3")}
+
+
+MODELS: dict[str, Callable[[Any, dict], Any]] = {
+    "fal-ai/elevenlabs/tts/eleven-v3": elevenlabs_tts,
+    "fal-ai/minimax/speech-2.8-hd": minimax_speech,
+    "fal-ai/kokoro/american-english": kokoro,
+    "fal-ai/wizper": wizper,
+    "fal-ai/demucs": demucs,
+    "fal-ai/elevenlabs/audio-isolation": audio_isolation,
+}
