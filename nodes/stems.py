@@ -29,17 +29,10 @@ def _input_seconds(clips: dict) -> float:
 class _Separation(FalAudioNode):
     SENDS_SEED = False
     AUDIO_INPUTS = {"audio": "audio_url"}
-    INPUT_SECONDS = (0.0, None)
 
     def billing(self, request, clips):
         # Priced by the input clip's length (the output is as long as the input).
         return {"seconds": _input_seconds(clips) or None, "characters": None}
-
-    def validate(self, request, clips):
-        low, high = self.INPUT_SECONDS
-        length = duration(clips["audio"])
-        self.check(low <= length <= high, "audio", f"is {length:.2f} s long; {self.DISPLAY_NAME.replace(' (fal)', '')} "
-                   f"takes {low:g} s to {high / 60:g} minutes")
 
 
 class Demucs(_Separation):
@@ -79,7 +72,6 @@ class Demucs(_Separation):
         return request
 
     def validate(self, request, clips):
-        super().validate(request, clips)
         model = request["model"]
         available = STEMS if model in SIX_STEMS else STEMS[:4]
         for name in request.get("stems", []):

@@ -56,10 +56,6 @@ class Wizper(FalAudioNode):
         return {"seconds": sum(duration(clip) for clip in clips.values()) or None, "characters": None}
 
     def validate(self, request, clips):
-        length = duration(clips["audio"])
-        self.check(MIN_SECONDS <= length <= MAX_SECONDS, "audio",
-                   f"is {length:.2f} s long; Wizper takes {MIN_SECONDS:g} s to {MAX_SECONDS / 3600:g} hours "
-                   "(pack limit)")
         self.check(1.0 <= request["max_segment_len"] <= 60.0, "max_segment_len", "must be between 1 and 60 seconds")
 
     def result_files(self, response):

@@ -19,7 +19,8 @@ from support import CANARY_KEY, PACK_DIR, run_node
 
 FOLDER = PACK_DIR / "example_workflows"
 FILES = sorted(FOLDER.glob("*.json"))
-MODEL_MODULES = ("ace_step", "cassette", "diffrhythm", "elevenlabs", "yue", "mmaudio", "minimax", "lyria")
+MODEL_MODULES = ("ace_step", "cassette", "diffrhythm", "elevenlabs", "yue", "mmaudio", "minimax", "lyria", "speech",
+                 "stems", "transcription")
 FAL_KEY_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{20,}")
 KEY_WIDGETS = {"key", "api_key", "fal_key"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
@@ -56,6 +57,9 @@ CORE = {
     "CreateVideo": dict(inputs={"required": {"images": ("IMAGE",),
                                              "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0})},
                                 "optional": {"audio": ("AUDIO",)}}, outputs=[("VIDEO", "VIDEO")]),
+    "AudioMerge": dict(inputs={"required": {"audio1": ("AUDIO",), "audio2": ("AUDIO",),
+                                            "merge_method": (["add", "mean", "subtract", "multiply"],)}},
+                       outputs=[("AUDIO", "AUDIO")]),
     "SaveVideo": dict(inputs={"required": {"video": ("VIDEO",),
                                            "filename_prefix": ("STRING", {"default": "video/ComfyUI"}),
                                            "format": (["auto", "mp4"], {"default": "auto"}),
@@ -256,8 +260,8 @@ def serve_every_model(fal, nodes):
     """Answer like the real services, with short low-rate files (ACE-Step: as long as asked, else 40 s)."""
     for name, cls in nodes.items():
         endpoint = getattr(cls, "ENDPOINT", "")
-        if not endpoint:
-            continue
+        if not endpoint or (fal.has_model(endpoint) and "result_files" in vars(cls)):
+            continue  # stems, a transcript: the emulator's realistic model of the endpoint answers
 
         def handler(payload, cls=cls, endpoint=endpoint):
             seconds = float(payload.get("duration", 40.0)) if endpoint.startswith("fal-ai/ace-step") else 2.0
@@ -288,6 +292,11 @@ class CoreStubs:
             return (float(inputs["value"]),)
         if node_type == "EmptyImage":
             return (torch.zeros(inputs["batch_size"], 16, 16, 3),)
+        if node_type == "AudioMerge":  # core: audio2 cut or padded to audio1's length, then mixed
+            one, two = inputs["audio1"]["waveform"], inputs["audio2"]["waveform"]
+            two = torch.nn.functional.pad(two, (0, max(0, one.shape[-1] - two.shape[-1])))[..., :one.shape[-1]]
+            mixed = {"add": one + two, "mean": (one + two) / 2, "subtract": one - two, "multiply": one * two}
+            return ({"waveform": mixed[inputs["merge_method"]], "sample_rate": inputs["audio1"]["sample_rate"]},)
         if node_type == "CreateVideo":
             return ({"images": inputs["images"], "audio": inputs.get("audio"), "fps": inputs["fps"]},)
         return ()
