@@ -48,8 +48,9 @@ class Demucs(_Separation):
     @classmethod
     def INPUT_TYPES(cls):
         return w.node_inputs({
-            "audio": w.audio("The song to separate. A batch is separated clip by clip (one paid request each) and "
-                             "each stem returned as a batch."),
+            "audio": w.audio(f"The song to separate, {DEMUCS_SECONDS[0]:g}-{DEMUCS_SECONDS[1]:g} s (pack limit). A "
+                             "batch is separated clip by clip (one paid request each) and each stem returned as a "
+                             "batch."),
             "model": w.choice(DEMUCS_MODELS, "htdemucs_6s", "Demucs model to use for separation. htdemucs_6s makes "
                               "six stems (adds guitar and piano); the others make vocals, drums, bass, other; "
                               "htdemucs_ft is the fine-tuned (slower, cleaner) 4-stem model."),
@@ -129,6 +130,6 @@ class ElevenLabsAudioIsolation(_Separation):
     @classmethod
     def INPUT_TYPES(cls):
         return w.node_inputs({
-            "audio": w.audio("The recording to clean (up to 1 hour). A batch is processed clip by clip (one paid "
-                             "request each)."),
+            "audio": w.audio(f"The recording to clean, {ISOLATION_SECONDS[0]:g}-{ISOLATION_SECONDS[1]:g} s (ElevenLabs "
+                             "takes up to 1 hour). A batch is processed clip by clip (one paid request each)."),
         }, sent_seed=False)

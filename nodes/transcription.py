@@ -38,8 +38,9 @@ class Wizper(FalAudioNode):
     @classmethod
     def INPUT_TYPES(cls):
         return w.node_inputs({
-            "audio": w.audio("The speech (or song) to transcribe. Wire a vocals stem for lyrics. A batch is "
-                             "transcribed clip by clip (one paid request each), the texts joined."),
+            "audio": w.audio(f"The speech (or song) to transcribe, {MIN_SECONDS:g}-{MAX_SECONDS:g} s (pack limit). "
+                             "Wire a vocals stem for lyrics. A batch is transcribed clip by clip (one paid request "
+                             "each), the texts joined."),
             "task": w.choice(("transcribe", "translate"), "transcribe", "Task to perform on the audio file. Either "
                              "transcribe or translate (into English)."),
             "language": w.choice((AUTO, *WHISPER_LANGUAGES), "en", "Language of the audio file. If translate is "
