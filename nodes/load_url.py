@@ -1,5 +1,7 @@
 """Load Audio from URL: any audio file on the web (or a data: URI) as AUDIO."""
 
+import asyncio
+
 from ..utils import audio as audio_io
 from ..utils.fetch import FetchFailed, display_url, fetch
 from . import widgets as w
@@ -10,7 +12,8 @@ DEFAULT_MEGABYTES = 100.0
 class LoadAudioFromURL:
     DISPLAY_NAME = "Load Audio from URL (fal Audio)"
     DESCRIPTION = ("Download an audio file (WAV, MP3, FLAC, OGG, M4A, or the soundtrack of a video) from an http(s) "
-                   "URL, or read a data: URI, and output it as AUDIO, decoded exactly like fal results.")
+                   "URL, or read a data: URI, and output it as AUDIO, decoded exactly like fal results (at most 20 "
+                   "minutes: the pack's decode limits).")
     CATEGORY = "audio/fal"
     FUNCTION = "load"
     RETURN_TYPES = ("AUDIO",)
@@ -31,6 +34,9 @@ class LoadAudioFromURL:
         name = self.DISPLAY_NAME
         data = await fetch(url, int(float(max_megabytes) * 1_000_000), name)
         try:
-            return (audio_io.decode(data),)
+            # Off the event loop: other nodes of the prompt go on while this decodes.
+            return (await asyncio.to_thread(audio_io.decode, data),)
+        except audio_io.DecodeLimitExceeded as exc:
+            raise FetchFailed(f"{name}: {display_url(url)} was not loaded: {exc}.") from None
         except audio_io.DecodeError as exc:
             raise FetchFailed(f"{name}: {display_url(url)} is not an audio file that can be decoded ({exc}).") from None

@@ -347,6 +347,38 @@ def encode_samples(samples, rate: int, fmt: str = "wav") -> bytes:
     return buf.getvalue()
 
 
+def _crc(data: bytes, poly: int, bits: int) -> int:
+    """FLAC's CRC-8 (poly 0x07) and CRC-16 (poly 0x8005): MSB first, initial value 0."""
+    top, mask, crc = 1 << (bits - 1), (1 << bits) - 1, 0
+    for byte in data:
+        crc ^= byte << (bits - 8)
+        for _ in range(8):
+            crc = ((crc << 1) ^ poly) & mask if crc & top else (crc << 1) & mask
+    return crc
+
+
+def encode_silent_flac(seconds: float, rate: int = 44100, channels: int = 2, state_length: bool = True) -> bytes:
+    """A decode bomb: a FLAC of `seconds` of silence written by hand, about 17 bytes per 65535 frames
+    (3 hours of 44.1 kHz stereo: ~85 KB, 3.8 GB once decoded to float32). `state_length=False` leaves
+    the total out of STREAMINFO, so only decoding tells how long it is."""
+    block, total = 65535, int(seconds * rate)
+    info = (rate << 44) | ((channels - 1) << 41) | (15 << 36) | (total if state_length else 0)  # 16-bit samples
+    streaminfo = block.to_bytes(2, "big") * 2 + bytes(6) + info.to_bytes(8, "big") + bytes(16)
+    out = bytearray(b"fLaC" + bytes([0x80]) + len(streaminfo).to_bytes(3, "big") + streaminfo)
+    done = number = 0
+    while done < total:
+        size = min(block, total - done)
+        # Frame header: sync, fixed blocking, 16-bit block size at the end, rate/size from STREAMINFO,
+        # independent channels, the frame number UTF-8 coded; then one CONSTANT (zero) subframe per channel.
+        coded = (bytes([number]) if number < 0x80 else bytes([0xC0 | number >> 6, 0x80 | number & 0x3F])
+                 if number < 0x800 else bytes([0xE0 | number >> 12, 0x80 | number >> 6 & 0x3F, 0x80 | number & 0x3F]))
+        header = bytes([0xFF, 0xF8, 0x70, (channels - 1) << 4]) + coded + (size - 1).to_bytes(2, "big")
+        frame = header + bytes([_crc(header, 0x07, 8)]) + bytes(3) * channels
+        out += frame + _crc(frame, 0x8005, 16).to_bytes(2, "big")
+        done, number = done + size, number + 1
+    return bytes(out)
+
+
 class _SocketWriter(io.BufferedIOBase):
     """Unbuffered writer that always sends everything (a raw socket file may write
     partially); the same thing socketserver uses internally for wbufsize=0."""
@@ -666,6 +698,12 @@ class FalEmulator:
         self, seconds: float = 1.0, rate: int = 44100, channels: int = 2, fmt: str = "wav", freq: float = 440.0
     ) -> str:
         return self.file_result(seconds=seconds, rate=rate, channels=channels, fmt=fmt, freq=freq)["audio"]["url"]
+
+    def silence_bomb(self, hours: float = 3.0, rate: int = 44100, channels: int = 2,
+                     state_length: bool = True) -> str:
+        """The URL of a tiny FLAC of `hours` of silence (see :func:`encode_silent_flac`)."""
+        data = encode_silent_flac(hours * 3600, rate, channels, state_length)
+        return self.add_file(data, "output.flac", "audio/flac")
 
     def file_result(self, key: str = "audio", **audio_file_kwargs: Any) -> dict[str, Any]:
         params = {"seconds": 1.0, "rate": 44100, "channels": 2, "fmt": "wav", "freq": 440.0, **audio_file_kwargs}

@@ -16,12 +16,32 @@ from .errors import invalid
 ENCODE_BLOCK = 65536
 
 
+# Bounds on decoded audio (a few KB of FLAC can claim hours of silence: gigabytes once decoded). The
+# longest result a fal audio model returns today is ElevenLabs Music's 10 minutes; these allow twice that.
+MAX_DECODE_SECONDS = 1200.0
+# Samples over all channels: 20 minutes of 48 kHz stereo (~460 MB as float32).
+MAX_DECODE_SAMPLES = int(MAX_DECODE_SECONDS) * 48000 * 2
+# Growth factor of the decode buffer when a file holds more than its container said.
+_GROWTH = 1.5
+
+
 class DecodeError(Exception):
     pass
 
 
-def decode(source: Union[bytes, str, Path]) -> dict:
-    """Decode a whole audio file into a [1, C, T] AUDIO at the file's own rate."""
+class DecodeLimitExceeded(DecodeError):
+    """The audio is longer (or has more samples) than the decode limits allow."""
+
+
+def decode(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_SECONDS,
+           max_samples: int = MAX_DECODE_SAMPLES) -> dict:
+    """Decode a whole audio file into a [1, C, T] AUDIO at the file's own rate.
+
+    Bounded while decoding: decoding stops as soon as the audio passes `max_seconds` or
+    `max_samples` (over all channels), whatever the container claims. Samples stream into
+    one preallocated planar buffer sized from the container's stated length (grown
+    geometrically if the file holds more), so peak memory stays close to the waveform itself.
+    """
     import av
     import numpy as np
     import torch
@@ -34,24 +54,111 @@ def decode(source: Union[bytes, str, Path]) -> dict:
             stream = container.streams.audio[0]
             rate = stream.codec_context.sample_rate or stream.rate
             channels = stream.codec_context.channels or len(stream.layout.channels)
+            if not rate or rate <= 0 or not channels:
+                raise DecodeError("the file states no sample rate or channel count")
+            limit = min(int(max_seconds * rate), max_samples // channels)
+            stated = _stated_frames(container, stream, rate)
+            if stated is not None and stated > limit * 1.5:  # clearly over: refuse before decoding anything
+                raise _too_long(stated, rate, channels, max_seconds, max_samples, "the file says it holds")
+            buffer = _PlanarBuffer(channels, min(limit, stated + rate // 10) if stated else min(limit, rate * 60))
             # Resample only the sample format (to planar float), never the rate or layout.
             resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
-            chunks = []
+
+            def keep(converted) -> None:
+                block = converted.to_ndarray()
+                if buffer.frames + block.shape[1] > limit:
+                    raise _too_long(buffer.frames + block.shape[1], rate, channels, max_seconds, max_samples,
+                                    "decoding passed")
+                buffer.append(block[:channels])
+
             for frame in container.decode(stream):
                 for converted in resampler.resample(frame):
-                    chunks.append(converted.to_ndarray())
+                    keep(converted)
             for converted in resampler.resample(None):
-                chunks.append(converted.to_ndarray())
+                keep(converted)
     except DecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
         raise DecodeError(f"{type(exc).__name__}: {exc}") from None
-    if not chunks:
+    if buffer.frames == 0:
         raise DecodeError("the file holds no audio samples")
-    samples = np.concatenate(chunks, axis=1)[:channels]
+    samples = buffer.finish()
     np.clip(samples, -1.0, 1.0, out=samples)
-    waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).unsqueeze(0)
-    return {"waveform": waveform, "sample_rate": int(rate)}
+    return {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": int(rate)}
+
+
+def _stated_frames(container, stream, rate: int):
+    """The length the container states, in frames (None when it states none)."""
+    try:
+        if stream.duration and stream.time_base:
+            return max(0, int(stream.duration * stream.time_base * rate))
+        if container.duration:
+            return max(0, int(container.duration * rate / 1_000_000))  # AV_TIME_BASE units
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return None
+
+
+def _too_long(frames: int, rate: int, channels: int, max_seconds: float, max_samples: int,
+              what: str) -> DecodeLimitExceeded:
+    seconds = frames / rate
+    length = f"{seconds / 60:.1f} minutes" if seconds >= 120 else f"{seconds:.1f} s"
+    return DecodeLimitExceeded(
+        f"{what} {length} of audio ({channels} channel{'s' if channels != 1 else ''} at {rate} Hz), more than "
+        f"the pack decodes: at most {max_seconds / 60:g} minutes and {max_samples:,} samples over all channels "
+        "(decode limits)")
+
+
+class _PlanarBuffer:
+    """[channels, frames] float32 filled block by block, in one allocation.
+
+    Channel c lives at [c * capacity, c * capacity + frames). Growing and the final trim
+    resize the allocation in place (realloc: large blocks are remapped, not copied) and
+    move the planes with memmove, so the samples are never held twice.
+    """
+
+    def __init__(self, channels: int, capacity: int):
+        import numpy as np
+
+        self.channels = channels
+        self.capacity = max(1, int(capacity))
+        self.frames = 0
+        self.data = np.empty(channels * self.capacity, dtype=np.float32)
+
+    def append(self, block) -> None:
+        count = block.shape[1]
+        if self.frames + count > self.capacity:
+            self._resize(max(self.frames + count, int(self.capacity * _GROWTH)))
+        for c in range(self.channels):
+            start = c * self.capacity + self.frames
+            self.data[start:start + count] = block[c]
+        self.frames += count
+
+    def _move(self, source: int, target: int, count: int) -> None:
+        import ctypes
+
+        if count and source != target:
+            base, size = self.data.ctypes.data, self.data.itemsize
+            ctypes.memmove(base + target * size, base + source * size, count * size)
+
+    def _resize(self, capacity: int) -> None:
+        old = self.capacity
+        if capacity > old:
+            self.data.resize(self.channels * capacity, refcheck=False)
+            for c in range(self.channels - 1, 0, -1):  # planes move right: the last one first
+                self._move(c * old, c * capacity, self.frames)
+        else:
+            for c in range(1, self.channels):  # planes move left: the first one first
+                self._move(c * old, c * capacity, self.frames)
+            self.data.resize(self.channels * capacity, refcheck=False)
+        self.capacity = capacity
+
+    def finish(self):
+        """The samples as a contiguous [channels, frames] array (the buffer is trimmed to fit)."""
+        self._resize(self.frames)
+        samples = self.data.reshape(self.channels, self.frames)
+        self.data = None
+        return samples
 
 
 def _probe_options(source) -> dict:

@@ -458,6 +458,10 @@ class Job:
         async def one(name: str, path: Path) -> dict:
             try:
                 return await asyncio.to_thread(audio_io.decode, path)
+            except audio_io.DecodeLimitExceeded as exc:
+                what = "file" if len(files) == 1 else f"'{name}' file"
+                raise RequestFailed(f"{self.endpoint}: the returned {what} was not decoded: {exc}. It is kept at "
+                                    f"{path}.") from None
             except audio_io.DecodeError as exc:
                 what = "file" if len(files) == 1 else f"'{name}' file"
                 raise RequestFailed(
