@@ -17,6 +17,10 @@ from .spend import FalSpend
 from .speech import ElevenLabsTTSv3, KokoroAmericanEnglish, MiniMaxSpeech28HD
 from .stems import Demucs, ElevenLabsAudioIsolation
 from .transcription import Wizper
+from .elevenlabs_v2 import ElevenLabsMusic, ElevenLabsSoundEffectsV2
+from .lyria3 import Lyria3
+from .minimax_v26 import MiniMaxMusicV26
+from .stable_audio import StableAudio25AudioToAudio, StableAudio25Inpaint, StableAudio25TextToAudio
 
 # Class names are prefixed so they cannot collide with other packs' node types.
 _NODES = {
@@ -45,6 +49,13 @@ _NODES = {
     "FalAudioWizper": Wizper,
     "FalAudioDemucs": Demucs,
     "FalAudioElevenLabsAudioIsolation": ElevenLabsAudioIsolation,
+    "FalAudioElevenLabsSoundEffectsV2": ElevenLabsSoundEffectsV2,
+    "FalAudioElevenLabsMusic": ElevenLabsMusic,
+    "FalAudioMiniMaxMusicV26": MiniMaxMusicV26,
+    "FalAudioStableAudio25TextToAudio": StableAudio25TextToAudio,
+    "FalAudioStableAudio25AudioToAudio": StableAudio25AudioToAudio,
+    "FalAudioStableAudio25Inpaint": StableAudio25Inpaint,
+    "FalAudioLyria3": Lyria3,
 }
 
 NODE_CLASS_MAPPINGS = dict(_NODES)

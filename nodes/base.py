@@ -12,6 +12,7 @@ from ..utils import audio as audio_io
 from ..utils import comfy, validate
 from ..utils.errors import EndpointGone, invalid
 from ..utils.options import CallOptions, usable_output_folder
+from ..utils.png import image_png
 from ..utils.results import MAIN, file_url
 from . import widgets
 
@@ -49,6 +50,8 @@ class FalAudioNode:
     REQUIRED_TEXT = ()
     # Audio sockets: node input name -> request field that receives its uploaded URL.
     AUDIO_INPUTS: Dict[str, str] = {}
+    # Image sockets: node input name -> request field that receives its uploaded URL (one image, as PNG).
+    IMAGE_INPUTS: Dict[str, str] = {}
     # Widget values that mean "not set: let fal apply its own default" (not sent).
     UNSET: Dict[str, object] = {}
     # Widgets sent inside an object field of the request: widget name -> "object.field"
@@ -84,6 +87,16 @@ class FalAudioNode:
         return {"seconds": float(seconds) if isinstance(seconds, (int, float)) else None,
                 "characters": len(text) if isinstance(text, str) else None}
 
+    def prepare(self, request: dict) -> dict:
+        """Widget values -> fal's fields where they differ (a unit, JSON text, a nested setting). Runs before
+        validate(), before anything is paid; raise utils.errors.invalid(...) for what cannot be sent."""
+        return request
+
+    def raw_layout(self, request: dict):
+        """For a request whose result is headerless samples (e.g. raw PCM), their utils.audio.RawLayout;
+        None when the result file is a normal audio container."""
+        return None
+
     def validate(self, request: dict, clips: Dict[str, dict]) -> None:
         """Model-specific checks before paying; raise utils.errors.invalid(...)."""
 
@@ -110,7 +123,7 @@ class FalAudioNode:
     def _base_request(self, inputs: dict) -> dict:
         request = {}
         for name, value in inputs.items():
-            if name in CONTROL_INPUTS or name in self.AUDIO_INPUTS:
+            if name in CONTROL_INPUTS or name in self.AUDIO_INPUTS or name in self.IMAGE_INPUTS:
                 continue
             if name in self.REQUIRED_TEXT:
                 self.check(isinstance(value, str) and value.strip() != "", name, "is required and is empty")
@@ -152,7 +165,7 @@ class FalAudioNode:
         `inputs` may carry the run's CallOptions as "fal_client" (for the per-run request cap)."""
         options = inputs.get("fal_client") or CallOptions()
         validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), inputs)
-        base = self._base_request(inputs)
+        base = self.prepare(self._base_request(inputs))
         takes = int(inputs.get("takes", 1))
         seed = int(inputs.get("seed", 0))
         self.check(1 <= takes <= widgets.MAX_TAKES, "takes", f"must be 1-{widgets.MAX_TAKES}")
@@ -177,10 +190,13 @@ class FalAudioNode:
         self.planned_clips = []  # the input clips of each planned request, for outputs() (JobResult.inputs)
         for clips in per_clip:
             self.validate(base, clips)  # every clip is checked before any is encoded
+        images = {self.IMAGE_INPUTS[s]: Upload(image_png(inputs[s], self.DISPLAY_NAME, s), "image/png", f"{s}.png")
+                  for s in self.IMAGE_INPUTS if inputs.get(s) is not None}
         planned = []
         for index, clips in enumerate(per_clip):
             # Encoded once per clip, shared by its takes.
-            uploads = {self.AUDIO_INPUTS[s]: Upload.from_clip(clip, f"{s}.wav") for s, clip in clips.items()}
+            uploads = {**images}
+            uploads.update({self.AUDIO_INPUTS[s]: Upload.from_clip(clip, f"{s}.wav") for s, clip in clips.items()})
             for take in range(takes):
                 request = {**base, **uploads}
                 if self.SENDS_SEED:
@@ -228,7 +244,8 @@ class FalAudioNode:
         planned = await asyncio.to_thread(self.requests, {**inputs, "fal_client": options})
         await asyncio.to_thread(usable_output_folder, options, self.DISPLAY_NAME)
         self.progress = progress = comfy.Progress(unique_id)
-        jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label)
+        jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
+                    decode=audio_io.decoder(self.raw_layout(request)))
                 for request, take_key, label in planned]
         from ..utils import spend
 

@@ -79,7 +79,14 @@ AUDIO_FORMATS = {
     "wav": ("wav", "pcm_s16le", "audio/wav"),
     "mp3": ("mp3", "libmp3lame", "audio/mpeg"),
     "flac": ("flac", "flac", "audio/flac"),
+    "opus": ("ogg", "libopus", "audio/ogg"),
+    # Headerless samples (ElevenLabs' pcm_*, ulaw_8000, alaw_8000; MiniMax's pcm): no container at all.
+    "pcm": ("s16le", "pcm_s16le", "application/octet-stream"),
+    "ulaw": ("mulaw", "pcm_mulaw", "application/octet-stream"),
+    "alaw": ("alaw", "pcm_alaw", "application/octet-stream"),
 }
+# Encoders that only take fixed-size frames.
+FRAME_SIZES = {"mp3": 1152, "opus": 960}
 
 # What the emulated Platform API lists by default: (unit_price, unit) per endpoint, USD.
 DEFAULT_PRICES = {
@@ -336,10 +343,10 @@ def encode_samples(samples, rate: int, fmt: str = "wav") -> bytes:
         stream = out.add_stream(codec, rate=rate, layout=layout)
         frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=layout)
         frame.sample_rate = rate
-        # The MP3 encoder only accepts fixed 1152-sample frames; the resampler re-chunks.
+        # The MP3 and Opus encoders only accept fixed-size frames; the resampler re-chunks.
         resampler = av.AudioResampler(
             format=stream.codec_context.format, layout=layout, rate=rate,
-            frame_size=1152 if fmt == "mp3" else None,
+            frame_size=FRAME_SIZES.get(fmt),
         )
         for converted in [*resampler.resample(frame), *resampler.resample(None)]:
             out.mux(stream.encode(converted))

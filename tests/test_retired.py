@@ -31,7 +31,8 @@ def test_retired_elevenlabs_v1_names_v2(fal, nodes):
     with pytest.raises(Exception) as error:
         run_node(cls, **defaults(cls, text="glass shattering", takes=2))
     message = str(error.value)
-    assert message.startswith("ElevenLabs Sound Effects (fal): fal.ai no longer serves fal-ai/elevenlabs/sound-effects:")
+    assert message.startswith(
+        "ElevenLabs Sound Effects (fal): fal.ai no longer serves fal-ai/elevenlabs/sound-effects:")
     assert message.endswith("Use the ElevenLabs Sound Effects v2 (fal) node instead.")
     assert len(submits(fal, "fal-ai/elevenlabs/sound-effects")) == 2  # one per take, none retried
 

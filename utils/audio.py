@@ -304,3 +304,92 @@ def stack(audios: List[dict]) -> dict:
     for i, w in enumerate(waves):
         out[i, :, : w.shape[-1]] = w.expand(-1, channels, -1)[0] if w.shape[1] == 1 else w[0]
     return {"waveform": out, "sample_rate": rate}
+
+
+# -- Headerless results -------------------------------------------------------------------------
+# Some models return raw samples with no container (ElevenLabs' pcm_*, ulaw_8000, alaw_8000; MiniMax's
+# pcm): nothing in the file says its layout, so the node states it from the format it asked for.
+
+RAW_ENCODINGS = ("s16le", "mulaw", "alaw")
+# Starts of the containers a model may wrap such a result in after all (then it is decoded as usual).
+_CONTAINER_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"ID3", b"OggS", b"fLaC", b"\x1aE\xdf\xa3", b"FORM", b"caff")
+
+
+class RawLayout:
+    """The layout of headerless samples: encoding (s16le, mulaw or alaw), rate and channels (interleaved)."""
+
+    def __init__(self, encoding: str, sample_rate: int, channels: int = 1):
+        if encoding not in RAW_ENCODINGS:
+            raise ValueError(f"unknown raw encoding {encoding!r}")
+        self.encoding, self.sample_rate, self.channels = encoding, int(sample_rate), int(channels)
+
+    def __repr__(self) -> str:
+        return f"RawLayout({self.encoding!r}, {self.sample_rate}, {self.channels})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RawLayout) and repr(self) == repr(other)
+
+
+def _has_container(head: bytes) -> bool:
+    # Only unambiguous signatures: a bare MPEG frame sync (0xFFEx) is also two ordinary PCM samples near 0.
+    return head.startswith(_CONTAINER_MAGIC)
+
+
+def _g711_table(encoding: str):
+    """The 256 linear values (in [-1, 1]) of the G.711 mu-law or A-law codes."""
+    import numpy as np
+
+    codes = np.arange(256, dtype=np.int32)
+    if encoding == "mulaw":
+        u = ~codes & 0xFF
+        magnitude = ((((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)) - 0x84
+        values = np.where(u & 0x80, -magnitude, magnitude)
+    else:
+        a = codes ^ 0x55
+        exponent, mantissa = (a >> 4) & 0x07, a & 0x0F
+        magnitude = np.where(exponent == 0, (mantissa << 4) + 8,
+                             ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+        values = np.where(a & 0x80, magnitude, -magnitude)
+    return values.astype(np.float32) / 32768.0
+
+
+def decode_raw(source: Union[bytes, str, Path], layout: RawLayout, max_seconds: float = MAX_DECODE_SECONDS,
+               max_samples: int = MAX_DECODE_SAMPLES) -> dict:
+    """Headerless samples in `layout` as a [1, C, T] AUDIO, within the same decode limits as decode()."""
+    import numpy as np
+    import torch
+
+    width = 2 if layout.encoding == "s16le" else 1
+    frame = width * layout.channels
+    size = len(source) if isinstance(source, (bytes, bytearray)) else Path(source).stat().st_size
+    frames = size // frame
+    if frames > min(int(max_seconds * layout.sample_rate), max_samples // layout.channels):
+        # The size alone tells the length: refused before reading the file.
+        raise _too_long(frames, layout.sample_rate, layout.channels, max_seconds, max_samples, "the file holds")
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    usable = len(data) - len(data) % frame
+    if usable == 0:
+        raise DecodeError("the file holds no audio samples")
+    if layout.encoding == "s16le":
+        samples = np.frombuffer(data, dtype="<i2", count=usable // 2).astype(np.float32) / 32768.0
+    else:
+        samples = _g711_table(layout.encoding)[np.frombuffer(data, dtype=np.uint8, count=usable)]
+    waveform = torch.from_numpy(np.ascontiguousarray(samples.reshape(-1, layout.channels).T)).unsqueeze(0)
+    return {"waveform": waveform, "sample_rate": layout.sample_rate}
+
+
+def decoder(layout=None):
+    """The decode function for a result: `decode`, or for a headerless format the raw layout (a file that
+    turns out to start with a known container is still decoded as that container)."""
+    if layout is None:
+        return decode
+
+    def decode_result(source):
+        if isinstance(source, (bytes, bytearray)):
+            head = bytes(source[:16])
+        else:
+            with open(source, "rb") as file:
+                head = file.read(16)
+        return decode(source) if _has_container(head) else decode_raw(source, layout)
+
+    return decode_result

@@ -119,7 +119,8 @@ def _identity_view(value):
 
 class Job:
     def __init__(self, endpoint: str, request: dict, options: CallOptions, progress: comfy.Progress,
-                 result_files: Union[Locator, str] = "audio", take_key: Any = None, label: str = ""):
+                 result_files: Union[Locator, str] = "audio", take_key: Any = None, label: str = "",
+                 decode: Optional[Callable] = None):
         self.endpoint = endpoint
         self.request = request
         self.options = options
@@ -127,6 +128,8 @@ class Job:
         # Which files of the response are kept (output name -> URL); a string names the one file field.
         self.locate = single(result_files) if isinstance(result_files, str) else result_files
         self.label = label
+        # How a kept file becomes AUDIO: audio.decode, or a node's decoder for headerless formats.
+        self.decode_file = decode or audio_io.decode
         # take_key gives models without a seed a new identity per seed/take.
         self.identity = request_identity(endpoint, {"arguments": _identity_view(request), "take": take_key})
         self.started = time.monotonic()
@@ -457,7 +460,7 @@ class Job:
         """Decode every kept file, in worker threads: other nodes' and takes' downloads go on meanwhile."""
         async def one(name: str, path: Path) -> dict:
             try:
-                return await asyncio.to_thread(audio_io.decode, path)
+                return await asyncio.to_thread(self.decode_file, path)
             except audio_io.DecodeLimitExceeded as exc:
                 what = "file" if len(files) == 1 else f"'{name}' file"
                 raise RequestFailed(f"{self.endpoint}: the returned {what} was not decoded: {exc}. It is kept at "
