@@ -99,12 +99,6 @@ class ElevenLabsMusic(FalAudioNode):
         return w.node_inputs({
             "prompt": w.text("The text prompt describing the music to generate. Give either a prompt or a "
                              "composition_plan.", multiline=True),
-            "composition_plan": w.text(
-                "The composition plan for the music, as JSON (fal's MusicCompositionPlan): positive_global_styles "
-                "and negative_global_styles (lists of strings) and sections, each with section_name (1-100 "
-                "characters), positive_local_styles, negative_local_styles, duration_ms (3000-120000) and lines "
-                "(lyrics, at most 200 characters each). Checked before anything is paid. Leave empty to use the "
-                f"prompt. Example: {PLAN_EXAMPLE}", multiline=True),
             "music_length_seconds": w.number(
                 "The length of the song in seconds (3-600), sent as music_length_ms. Used only with a prompt. "
                 "0 = not set: the model chooses a length based on the prompt.", AUTO, 0.0, 600.0, 0.5),
@@ -117,6 +111,13 @@ class ElevenLabsMusic(FalAudioNode):
                 "adjust section durations (better quality and latency) while keeping the total song duration.",
                 default=True),
             "output_format": output_format(),
+        }, {
+            "composition_plan": w.text(
+                "The composition plan for the music, as JSON (fal's MusicCompositionPlan): positive_global_styles "
+                "and negative_global_styles (lists of strings) and sections, each with section_name (1-100 "
+                "characters), positive_local_styles, negative_local_styles, duration_ms (3000-120000) and lines "
+                "(lyrics, at most 200 characters each). Checked before anything is paid. Leave empty to use the "
+                f"prompt. Example: {PLAN_EXAMPLE}", multiline=True),
         }, sent_seed=False)
 
     def prepare(self, request):

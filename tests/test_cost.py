@@ -103,6 +103,16 @@ EVERY_NODE = {
     "FalAudioKokoroAmericanEnglish": (dict(prompt="hello"), None, UNKNOWN),
     "FalAudioWizper": (dict(audio=tone(3.0)), None, UNKNOWN),
     "FalAudioElevenLabsAudioIsolation": (dict(audio=tone(3.0)), None, UNKNOWN),
+    "FalAudioElevenLabsSoundEffectsV2": (dict(text="braam", duration_seconds=5.0), 0.01, "5 s × $0.002/second"),
+    # ElevenLabs Music bills every started minute: 90 s is 2 minutes.
+    "FalAudioElevenLabsMusic": (dict(prompt="synthwave", music_length_seconds=90.0), 1.20,
+                                "90 s × $0.60/minute"),
+    "FalAudioMiniMaxMusicV26": (dict(prompt="pop", lyrics="[Verse]\nla"), 0.15, "1 request × $0.15/audio"),
+    "FalAudioStableAudio25TextToAudio": (dict(prompt="piano", seconds_total=30), 0.20, "1 request × $0.20/audio"),
+    "FalAudioStableAudio25AudioToAudio": (dict(prompt="rock", audio=tone(10.0)), None, UNKNOWN),
+    "FalAudioStableAudio25Inpaint": (dict(prompt="lofi", mask_start=2.0, mask_end=6.0, seconds_total=12,
+                                          audio=tone(10.0)), None, UNKNOWN),
+    "FalAudioLyria3": (dict(prompt="dance", takes=2), 0.08, "2 × 1 request × $0.04/audio"),
 }
 
 
