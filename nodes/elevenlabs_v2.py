@@ -64,7 +64,6 @@ class ElevenLabsSoundEffectsV2(FalAudioNode):
             self.check(0.5 <= request["duration_seconds"] <= 22.0, "duration_seconds",
                        "must be between 0.5 and 22 seconds (or 0 to let the model choose)")
         self.check(0.0 <= request["prompt_influence"] <= 1.0, "prompt_influence", "must be between 0 and 1")
-        self.check(request["output_format"] in OUTPUT_FORMATS, "output_format", f"must be one of {OUTPUT_FORMATS}")
 
 
 MIN_MUSIC_MS, MAX_MUSIC_MS = 3000, 600000
@@ -147,9 +146,6 @@ class ElevenLabsMusic(FalAudioNode):
                    f"sections add up to {total / 1000:g} s; ElevenLabs Music makes at most {MAX_MUSIC_MS // 1000} s")
         request["composition_plan"] = plan
         return request
-
-    def validate(self, request, clips):
-        self.check(request["output_format"] in OUTPUT_FORMATS, "output_format", f"must be one of {OUTPUT_FORMATS}")
 
     def raw_layout(self, request):
         return raw_layout(request["output_format"])

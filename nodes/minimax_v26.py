@@ -50,10 +50,6 @@ class MiniMaxMusicV26(FalAudioNode):
                    f"is {len(lyrics)} characters long; MiniMax Music v2.6 takes at most {MAX_LYRICS}")
         self.check(lyrics != "" or request["is_instrumental"] or request["lyrics_optimizer"], "lyrics",
                    "is required unless is_instrumental or lyrics_optimizer is on")
-        setting = request["audio_setting"]
-        self.check(str(setting["sample_rate"]) in SAMPLE_RATES, "sample_rate", f"must be one of {SAMPLE_RATES}")
-        self.check(str(setting["bitrate"]) in BITRATES, "bitrate", f"must be one of {BITRATES}")
-        self.check(setting["format"] in FORMATS, "format", f"must be one of {FORMATS}")
 
     def raw_layout(self, request):
         setting = request["audio_setting"]

@@ -264,7 +264,7 @@ def plan_with(**changes):
 
 REFUSALS = [
     ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", duration_seconds=0.3), "'duration_seconds' must be between"),
-    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", output_format="wav"), "'output_format' must be one of"),
+    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", output_format="wav"), "'output_format' is 'wav', which is not one of mp3_22050_32"),
     ("FalAudioElevenLabsSoundEffectsV2", dict(text=" "), "'text' is required and is empty"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="pop"),
      "'lyrics' is required unless is_instrumental or lyrics_optimizer is on"),
@@ -272,7 +272,7 @@ REFUSALS = [
      "'prompt' is 2001 characters long; MiniMax Music v2.6 takes at most 2000"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="l" * 3501),
      "'lyrics' is 3501 characters long; MiniMax Music v2.6 takes at most 3500"),
-    ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="la", sample_rate="48000"), "'sample_rate' must be one of"),
+    ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="la", sample_rate="48000"), "'sample_rate' is '48000', which is not one of 16000, 24000"),
     ("FalAudioElevenLabsMusic", dict(), "'prompt' is empty: give a prompt or a composition_plan"),
     ("FalAudioElevenLabsMusic", dict(prompt="x", composition_plan=json.dumps(PLAN)),
      "'composition_plan' and prompt are both given"),
@@ -389,3 +389,15 @@ def test_a_raw_result_is_bounded_like_any_other(fal, nodes):
     with pytest.raises(audio_io.DecodeLimitExceeded) as error:
         audio_io.decode_raw(data, layout, max_seconds=9.0)
     assert "10.0 s of audio (1 channel at 8000 Hz)" in str(error.value)
+
+@pytest.mark.parametrize("name", ["FalAudioStableAudio25AudioToAudio", "FalAudioStableAudio25Inpaint"])
+@pytest.mark.parametrize("seconds,problem", [(0.5, "too short"), (191.0, "too long")])
+def test_stable_audio_input_clip_length_is_checked_before_paying(fal, nodes, name, seconds, problem):
+    cls = nodes[name]
+    extra = dict(mask_start=0.1, mask_end=0.2, seconds_total=10) if name.endswith("Inpaint") else {}
+    with pytest.raises(Exception) as error:
+        run_node(cls, **defaults(cls, prompt="x", **extra), audio=tone(seconds, rate=1000))
+    length = f"{seconds:.3f} s" if seconds < 1 else f"{seconds:.1f} s"
+    assert f"'audio' is {length} long" in str(error.value)
+    assert problem in str(error.value) and "clips of 1-190 s" in str(error.value)
+    assert fal.submissions == fal.uploads == []
