@@ -101,6 +101,9 @@ def fal(emulator_session, monkeypatch, tmp_path, comfy):
     for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_AUDIO_CREDENTIALS", "FAL_AUDIO_OUTPUT_DIR",
                  "FAL_AUDIO_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
+    # The emulator plays fal's file hosts on 127.0.0.1, whose names do not resolve here: Load Audio from
+    # URL may reach it. Tests of the network rules (test_netguard.py) unset this.
+    monkeypatch.setenv("FAL_AUDIO_ALLOW_PRIVATE_URLS", "1")
     yield emulator_session
 
 

@@ -6,16 +6,20 @@ the rest of the pack), and never showing a URL's query string or user info: sign
 carry their tokens there, and messages end up in logs, screenshots and bug reports.
 """
 
+import ipaddress
 import logging
 import re
 import urllib.parse
 
-from . import comfy
+from . import comfy, netguard
 from .data_uri import decode_data_uri, media_type
 from .errors import FalAudioError, invalid
 
 CHUNK = 1 << 16
 MAX_REDIRECTS = 5
+# Longest http(s) URL taken (many servers and proxies stop at 8 KB); data: URIs are bounded by size instead.
+MAX_URL_LENGTH = 8192
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 # Content types that are pages or documents, never audio: refused with a clear message.
 _PAGE_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml", "application/javascript")
 _PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
@@ -105,6 +109,59 @@ def _from_data_uri(url: str, max_bytes: int, node: str) -> bytes:
     return data
 
 
+def _check_http_url(url: str, node: str, field: str) -> None:
+    """Refuse, naming the field, what no request should be made for: an overlong URL, no host or
+    a malformed one (including a bad internationalized name), an invalid port."""
+    import idna  # httpx's own dependency
+
+    if len(url) > MAX_URL_LENGTH:
+        raise invalid(node, field, f"is {len(url):,} characters long; an http(s) URL may be at most "
+                                   f"{MAX_URL_LENGTH:,}")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise invalid(node, field, f"has an invalid port ({parts.netloc.rpartition(':')[2][:12]!r}); a port is a "
+                                   "number from 1 to 65535")
+    host = parts.hostname or ""
+    if not host:
+        raise invalid(node, field, f"has no host name ({display_url(url)!r})")
+    if parts.netloc.rpartition("@")[2].startswith("["):  # an IPv6 literal
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise invalid(node, field, "has an invalid IPv6 address in brackets") from None
+        return
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii") if not host.isascii() else host
+        for label in ascii_host.rstrip(".").split("."):
+            if label.lower().startswith("xn--"):
+                idna.decode(label)  # a punycode label must decode to a valid name
+            if not _HOST_LABEL.fullmatch(label):
+                raise idna.IDNAError(f"invalid label {label[:20]!r}")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise invalid(node, field, f"has a host name that is not a valid (internationalized) domain name ({exc})")\
+            from None
+
+
+async def _guard(request, url: str, node: str) -> None:
+    """Every request (the first and each redirect hop) may only go to public addresses."""
+    host = request.url.host
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    hop = str(request.url)
+    try:
+        await netguard.public_addresses(host, port)
+    except netguard.Blocked as exc:
+        via = (f"{display_url(url)} redirects to {display_url(hop)}, and " if hop != url else f"{display_url(url)}: ")
+        raise FetchFailed(f"{node}: {via}{exc}. Load Audio from URL fetches only public addresses, so that a shared "
+                          f"workflow cannot reach into the server's network; whoever runs the server can allow "
+                          f"private addresses with {netguard.ALLOW_ENV}=1.") from None
+    except netguard.Unresolvable as exc:
+        raise FetchFailed(f"{node}: could not download {display_url(hop)}: {exc}.") from None
+
+
 async def fetch(url: str, max_bytes: int, node: str, field: str = "url", transport=None) -> bytes:
     """The bytes behind `url` (http, https or data:), at most `max_bytes` of them.
 
@@ -118,21 +175,30 @@ async def fetch(url: str, max_bytes: int, node: str, field: str = "url", transpo
         return _from_data_uri(url, max_bytes, node)
     try:
         scheme = urllib.parse.urlsplit(url).scheme.lower()
-    except ValueError:
-        scheme = ""
+    except ValueError as exc:
+        raise invalid(node, field, f"is not a valid URL ({exc})") from None
     if scheme not in ("http", "https"):
         raise invalid(node, field, f"must be an http://, https:// or data: URL, got {display_url(url)!r}"
                       if scheme else "must be an http://, https:// or data: URL")
+    _check_http_url(url, node, field)
 
     import httpx
 
     _guard_httpx_logs()
+    hooks = {}
+    if not netguard.private_allowed():
+        async def guard(request):
+            await _guard(request, url, node)
+
+        hooks = {"request": [guard]}
     shown = display_url(url)
     limit = f"max_megabytes ({_megabytes(max_bytes)})"
     data = bytearray()
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True,
-                                     max_redirects=MAX_REDIRECTS, transport=transport) as http:
+                                     max_redirects=MAX_REDIRECTS, transport=transport, event_hooks=hooks) as http:
+            if hooks and transport is None:
+                netguard.pin(http)
             async with http.stream("GET", url, headers={"Accept": "audio/*, video/*;q=0.8, */*;q=0.5"}) as response:
                 if response.status_code >= 400:
                     hint = ("Check the URL (links to files often expire)." if response.status_code < 500
@@ -153,6 +219,13 @@ async def fetch(url: str, max_bytes: int, node: str, field: str = "url", transpo
                     if len(data) > max_bytes:
                         raise FetchFailed(f"{node}: {shown} is larger than {limit}; the download was stopped. "
                                           "Raise 'max_megabytes' to allow it.")
+    except netguard.Blocked as exc:  # found at connect time (the address changed since the check)
+        raise FetchFailed(f"{node}: {display_url(url)}: {exc}. Load Audio from URL fetches only public addresses; "
+                          f"whoever runs the server can allow private addresses with {netguard.ALLOW_ENV}=1.") from None
+    except netguard.Unresolvable as exc:
+        raise FetchFailed(f"{node}: could not download {shown}: {exc}.") from None
+    except (httpx.InvalidURL, ValueError) as exc:  # e.g. a redirect to a malformed URL
+        raise FetchFailed(f"{node}: could not download {shown}: invalid URL ({_scrub(str(exc), url)})") from None
     except httpx.HTTPError as exc:
         detail = _scrub(str(exc), url)
         raise FetchFailed(f"{node}: could not download {shown} ({type(exc).__name__}"

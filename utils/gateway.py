@@ -256,7 +256,7 @@ class Gateway:
         # download at once; each renames a whole file into place atomically.
         partial = destination.with_name(f"{destination.name}.{uuid.uuid4().hex[:8]}.part")
         try:
-            if url.startswith("data:"):
+            if url[:5].lower() == "data:":  # RFC 2397: the scheme is case-insensitive
                 from .data_uri import decode_data_uri
 
                 partial.write_bytes(decode_data_uri(url))

@@ -1,0 +1,114 @@
+"""Which network addresses Load Audio from URL may reach: public ones only.
+
+ComfyUI is often shared on a LAN, and a workflow someone shares can hold any URL: without
+this, "Load Audio from URL" would let it probe the server's own network (routers, admin
+pages, the cloud metadata service that hands out credentials). Every host is resolved and
+every address it resolves to must be public; this is checked for the first URL and for
+every redirect hop (an httpx request hook), and again at connect time for direct
+connections (the address connected to is the one checked, so DNS rebinding cannot swap it).
+Whoever runs the server may allow private addresses with FAL_AUDIO_ALLOW_PRIVATE_URLS=1.
+"""
+
+import ipaddress
+import os
+import socket
+from typing import List, Optional
+
+ALLOW_ENV = "FAL_AUDIO_ALLOW_PRIVATE_URLS"
+# Cloud metadata services (most are link-local already; named so the message says what they are).
+METADATA = {ipaddress.ip_address(a) for a in (
+    "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean, Oracle
+    "169.254.170.2",    # AWS ECS task metadata
+    "fd00:ec2::254",    # AWS IPv6
+    "100.100.100.200",  # Alibaba Cloud
+)}
+
+
+class Blocked(Exception):
+    """A host that resolves to an address Load Audio from URL must not reach."""
+
+    def __init__(self, host: str, address: str, reason: str):
+        super().__init__(f"{host} resolves to {address}, {reason}")
+        self.host, self.address, self.reason = host, address, reason
+
+
+class Unresolvable(Exception):
+    def __init__(self, host: str, detail: str):
+        super().__init__(f"{host} could not be resolved ({detail})")
+        self.host = host
+
+
+def private_allowed() -> bool:
+    return os.environ.get(ALLOW_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def refusal(address) -> Optional[str]:
+    """Why an address may not be reached (None: it is a public address)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA:
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_unspecified:
+        return "an unspecified address (this machine)"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private network address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+async def resolve(host: str, port: int) -> List[str]:
+    """Every address `host` resolves to (what a connection could reach)."""
+    import asyncio
+
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise Unresolvable(host, getattr(exc, "strerror", None) or str(exc)) from None
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+async def public_addresses(host: str, port: int) -> List[str]:
+    """The addresses of `host`, all of them public, else Blocked (or Unresolvable)."""
+    addresses = await resolve(host, port)
+    for address in addresses:
+        reason = refusal(address)
+        if reason:
+            raise Blocked(host, address, reason)
+    return addresses
+
+
+def pin(client) -> None:
+    """Make an httpx client's direct connections go only to the public address just checked.
+
+    Proxied requests (HTTPS_PROXY) connect to the operator's proxy, which then resolves the
+    host itself: for them the request hook's check is what holds."""
+    import httpcore
+
+    class PublicOnly(httpcore.AsyncNetworkBackend):
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+            addresses = await public_addresses(host, port)
+            return await self.inner.connect_tcp(addresses[0], port, timeout=timeout, local_address=local_address,
+                                                socket_options=socket_options)
+
+        async def connect_unix_socket(self, *args, **kwargs):  # pragma: no cover - never used for URLs
+            raise Blocked("a unix socket", "-", "not a network address")
+
+        async def sleep(self, seconds):
+            await self.inner.sleep(seconds)
+
+    # httpx builds its default (direct) transport on an httpcore pool; proxies get their own mounts.
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        if not isinstance(pool._network_backend, PublicOnly):
+            pool._network_backend = PublicOnly(pool._network_backend)
