@@ -237,12 +237,13 @@ class FalAudioNode:
 
     async def generate(self, fal_client: CallOptions = None, unique_id=None, **inputs):
         options = fal_client or CallOptions()
-        from ..utils.job import Job
+        from ..utils.job import Job, journal
 
         # All validation happens here, before any request; encoding inputs runs off the
         # event loop so other nodes of the prompt keep going meanwhile.
         planned = await asyncio.to_thread(self.requests, {**inputs, "fal_client": options})
         await asyncio.to_thread(usable_output_folder, options, self.DISPLAY_NAME)
+        await asyncio.to_thread(journal().check)  # the data folder can hold the request journal
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
                     decode=audio_io.decoder(self.raw_layout(request)))

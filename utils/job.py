@@ -14,6 +14,7 @@ from .errors import FalAudioError, RequestFailed, TimeoutExpired
 from .gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient, per_loop
 from .aio import finish
 from .journal import Journal, held_for_prompt, hold_for_prompt
+from .owner import OWNER
 from .journal import identity as request_identity
 from .log import get_logger
 from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
@@ -31,6 +32,11 @@ QUIET_POLL = 5.0
 # How often a wait wakes up to notice ComfyUI's Cancel.
 INTERRUPT_CHECK = 0.1
 CANCEL_TIMEOUT = 10.0
+# How often a node waiting for another ComfyUI process's submit of the same request looks again.
+OTHER_OWNER_CHECK = 0.5
+# How long a node stopping (error, Cancel) waits for the journal to release its claim or retire a
+# cancelled request; the write is still made, in order, if another program holds the lock longer.
+RELEASE_WAIT = 0.5
 # Connection drops while polling/fetching/downloading are retried this many times.
 RETRIES = 4
 
@@ -187,14 +193,18 @@ class Job:
             uncertain = held_for_prompt(self.identity)
             if uncertain:
                 raise RequestFailed(uncertain)
-            entry = book.claim(self.identity, self.endpoint)
+            # A claim made after this task stopped waiting (Cancel) is released again, in order.
+            entry = await book.call(book.claim, self.identity, self.endpoint,
+                                    undo=lambda claimed: claimed is None and book.release(self.identity))
+            for notice in book.notices():  # e.g. a damaged journal was moved aside
+                self._say(notice)
             if entry is None:
                 break
             if entry.state == "completed":
                 kept = await self._reuse(entry)
                 if kept is not None:
                     return kept
-                book.forget(self.identity)
+                await book.call(book.forget, self.identity)
                 continue
             if entry.state == "submitted":
                 self._say("Resuming the request sent earlier (no new charge)")
@@ -204,18 +214,23 @@ class Job:
                 except UnknownRequest:
                     # fal confirms it never had (or no longer has) this request: safe to submit anew.
                     log.warning("%s: fal does not know request %s; submitting anew", self.endpoint, entry.request_id)
-                    book.forget(self.identity)
+                    await book.call(book.forget, self.identity)
                     continue
-            await self._sleep(INTERRUPT_CHECK)  # another task of ours is submitting it
+            if entry.owner == OWNER:
+                await self._sleep(INTERRUPT_CHECK)  # another task of ours is submitting it
+            else:
+                self._say("Waiting: another ComfyUI process is submitting the same request")
+                await self._sleep(OTHER_OWNER_CHECK)
         try:
             # Before any upload or submit: record the estimate, refused if it would pass today's limit.
-            book.ledger().reserve(self.identity, self.charge, self.endpoint, self.options.spend_limit())
+            await book.call(book.ledger().reserve, self.identity, self.charge, self.endpoint,
+                            self.options.spend_limit())
             arguments = await self._resolve_uploads(self.request)
             self._say("Submitting")
             # Not cut short by Cancel: once sent, fal may bill it, so we must learn its id to cancel it.
             request_id, cancelled = await finish(self.gateway.submit(self.endpoint, arguments))
         except BaseException as exc:
-            book.release(self.identity)
+            await book.call(book.release, self.identity, wait=RELEASE_WAIT)
             if isinstance(exc, SubmitUncertain):
                 message = (f"{self.endpoint}: {exc}, so it may or may not be running (and billed) on fal. "
                            "It was not resent automatically; check your requests at https://fal.ai/dashboard "
@@ -225,15 +240,22 @@ class Job:
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set(), submitting=True) from None
             raise
-        book.submitted(self.identity, request_id)
         log.info("%s: submitted request %s", self.endpoint, request_id)
+        try:
+            # Paid from now on: written whatever happens, even if another program holds the journal's lock.
+            await book.call(book.submitted, self.identity, request_id, paid=True)
+        except BaseException:
+            # Cancel while that write waits for the lock: it is still made (in order), and the request
+            # is stopped on fal meanwhile rather than left billing.
+            await self._cancel(request_id, "cancelled by the user")
+            raise
         if cancelled:  # Cancel came while fal was answering the submit: stop it now that we know its id
             await self._cancel(request_id, "cancelled by the user")
             raise asyncio.CancelledError
         try:
             return await self._follow(request_id)
         except UnknownRequest:
-            book.failed(self.identity, "unknown to fal")
+            await book.call(book.failed, self.identity, "unknown to fal", paid=True)
             raise RequestFailed(f"{self.endpoint}: fal.ai no longer knows request {request_id}, which it had just "
                                 "accepted. Run the node again to submit anew.") from None
 
@@ -242,13 +264,13 @@ class Job:
             # One upload per content even when several takes need the same clip at once.
             async with _upload_lock(value.content_hash):
                 book = journal()
-                url = book.upload_url(value.content_hash)
+                url = await book.call(book.upload_url, value.content_hash)
                 if url is None:
                     comfy.throw_if_interrupted()
                     self._say("Uploading input audio")
                     url = await self._retrying("uploading input audio", lambda: self.gateway.upload(
                         value.data, value.content_type, value.file_name))
-                    book.remember_upload(value.content_hash, url)
+                    await book.call(book.remember_upload, value.content_hash, url)
             return url
         if isinstance(value, dict):
             return {k: await self._resolve_uploads(v) for k, v in value.items()}
@@ -269,9 +291,9 @@ class Job:
             self._say("the kept file was deleted and fal's copy has expired: paying for a new take")
             return None
         if files != kept:
-            journal().completed(self.identity, entry.response, files)
+            await journal().call(journal().completed, self.identity, entry.response, files, paid=True)
         self._say("Reused the kept result (no new charge)")
-        journal().ledger().reused(self.identity, self.endpoint, entry.request_id)
+        await journal().call(journal().ledger().reused, self.identity, self.endpoint, entry.request_id)
         self.cost = 0.0
         return JobResult.of(entry.response, files, await self._decode(files), entry.request_id, reused=True)
 
@@ -295,18 +317,20 @@ class Job:
                 raise  # the request is done and paid for: the journal keeps it for the next run
             status = http_status(exc)
             if status is not None and status < 500:
-                journal().failed(self.identity, str(exc))  # fal says the request itself failed
+                # fal says the request itself failed
+                await journal().call(journal().failed, self.identity, str(exc), paid=True)
                 raise errors.from_fal(self.endpoint, exc) from None
             raise RequestFailed(
                 f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
                 f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
             ) from None
         files = await self._keep(response, request_id)
-        journal().completed(self.identity, response, files)
+        await journal().call(journal().completed, self.identity, response, files, paid=True)
         if files:
             self._say("Decoding")
         result = JobResult.of(response, files, await self._decode(files), request_id, reused=False)
-        self.cost = journal().ledger().settle(self.identity, self.charge, returned_seconds(result.audio))
+        self.cost = await journal().call(journal().ledger().settle, self.identity, self.charge,
+                                         returned_seconds(result.audio))
         return result
 
     async def _watch(self, request_id: str, updates: asyncio.Queue) -> None:
@@ -379,7 +403,7 @@ class Job:
                     self.progress.update(50)
                 elif isinstance(status, fal_client.Completed):
                     if status.error:
-                        journal().failed(self.identity, status.error)
+                        await journal().call(journal().failed, self.identity, status.error, paid=True)
                         raise RequestFailed(f"{self.endpoint} failed on fal.ai: {status.error}")
                     self.progress.update(90)
                     return
@@ -414,7 +438,8 @@ class Job:
                         self.endpoint, request_id, reason)
             return (f"Cancelling request {request_id} was not confirmed by fal ({reason}): it may still run and be "
                     "billed; the next run with the same inputs picks up its result without a new charge.")
-        journal().failed(self.identity, why)
+        # Retired (never reused); not waited for long: the write is made in order even if the lock is held.
+        await journal().call(journal().failed, self.identity, why, paid=True, wait=RELEASE_WAIT)
         log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
         return f"Request {request_id} was cancelled on fal."
 
