@@ -18,4 +18,9 @@ if __package__:
     if _problem:
         _get_logger("startup").warning(_problem)
 
+    # The price badges' route (web/js/): only when ComfyUI's server is running, a no-op elsewhere.
+    from .utils import routes as _routes
+
+    _routes.register(NODE_CLASS_MAPPINGS)
+
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -40,6 +40,11 @@ class MMAudioVideoToAudio(FalAudioNode):
                                  "padded with silence after a shorter duration.", MATCH_FRAMES, 0.0, MAX_SECONDS),
         }, seed_max=cls.SEED_MAX)
 
+    def billing(self, request, clips):
+        # 0 = match the frames: known only in a run, where requests() puts the frames' length in.
+        seconds = request.get("duration")
+        return {"seconds": float(seconds) if seconds else None, "characters": None}
+
     def requests(self, inputs: dict) -> list:
         inputs = dict(inputs)
         images = check_frames(inputs.pop("images", None), self.DISPLAY_NAME)

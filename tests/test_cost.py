@@ -451,3 +451,132 @@ def test_bad_limit_is_refused_naming_the_field(fal, nodes, comfy, monkeypatch, v
     with pytest.raises(ValueError, match="FAL_AUDIO_DAILY_LIMIT_USD"):
         lyria(nodes)
     assert fal.submissions == []
+
+
+# ------------------------------------------------------------------ the editor's price badges
+
+routes = pack_module("utils.routes")
+base_module = pack_module("nodes.base")
+
+
+class SpeechForTest(base_module.FalAudioNode):
+    """A per-character model, as the TTS nodes declare it."""
+
+    ENDPOINT = "fal-ai/elevenlabs/tts/eleven-v3"
+    DISPLAY_NAME = "TTS (test)"
+    TEXT_FIELD = "text"
+    REQUIRED_TEXT = ("text",)
+
+
+def badge_answer(nodes, items, classes=None):
+    status, body = asyncio.run(routes.answer(classes or nodes, json.dumps({"nodes": items}).encode()))
+    assert status == 200
+    text = json.dumps(body)
+    for secret in (CANARY_KEY, *CANARY_KEY.split(":")):
+        assert secret not in text
+    return body["estimates"]
+
+
+def test_route_prices_every_paid_node_from_its_widgets(fal, nodes, comfy):
+    items = [{"id": name, "type": name, "widgets": defaults(nodes[name])} for name in sorted(nodes)]
+    estimates = badge_answer(nodes, items)
+    paid = {name for name, cls in nodes.items() if getattr(cls, "ENDPOINT", "")}
+    assert set(estimates) == paid  # fal Client, Spend, waveform... get no badge
+    assert estimates["FalAudioLyria2"]["text"] == "≈$0.10"
+    assert estimates["FalAudioAceStep"]["text"] == "≈$0.012"  # 60 s default
+    assert estimates["FalAudioAceStepInpaint"]["text"] == "$0.0002/second of input"  # the clip's length decides
+    assert estimates["FalAudioMiniMaxMusic"]["text"] == "≈$0.035 per input clip"
+    assert estimates["FalAudioMMAudioVideoToAudio"]["text"] == "$0.001/second"  # 0 = as long as the frames
+    assert estimates["FalAudioElevenLabsSoundEffects"]["text"] == "≈$0.044"  # auto length: priced at 22 s
+    assert all(e["source"] == "fal API" for e in estimates.values())
+    assert fal.pricing_calls and all(len(ids) <= 50 for ids in fal.pricing_calls)
+
+
+def test_route_follows_edited_widgets(fal, nodes, comfy):
+    ace = defaults(nodes["FalAudioAceStep"], tags="lofi")
+    first = badge_answer(nodes, [{"id": 3, "type": "FalAudioAceStep", "widgets": ace}])["3"]
+    longer = badge_answer(nodes, [{"id": 3, "type": "FalAudioAceStep", "widgets": {**ace, "duration": 120.0}}])["3"]
+    takes = badge_answer(nodes, [{"id": 3, "type": "FalAudioAceStep",
+                                  "widgets": {**ace, "duration": 120.0, "takes": 3}}])["3"]
+    assert (first["text"], longer["text"], takes["text"]) == ("≈$0.012", "≈$0.024", "≈$0.072 (3 takes)")
+    assert takes["usd"] == pytest.approx(0.072) and takes["per_request_usd"] == pytest.approx(0.024)
+    speech = {"SpeechForTest": SpeechForTest}
+    short = badge_answer(nodes, [{"id": 1, "type": "SpeechForTest", "widgets": {"text": "x" * 500}}], speech)["1"]
+    long = badge_answer(nodes, [{"id": 1, "type": "SpeechForTest", "widgets": {"text": "x" * 2500}}], speech)["1"]
+    assert (short["text"], long["text"]) == ("≈$0.05", "≈$0.25")
+    assert long["billed_by"]["characters"] == 2500
+
+
+def test_route_refuses_garbage_and_survives_a_dead_pricing_api(fal, nodes, comfy):
+    fal.fault("GET", r"api\.fal\.ai/v1/models/pricing", status=401, times=-1)
+    (estimate,) = badge_answer(nodes, [{"id": 1, "type": "FalAudioLyria2", "widgets": {}}]).values()
+    assert estimate["text"] == "≈$0.10" and estimate["source"].startswith("pack table")
+    assert asyncio.run(routes.answer(nodes, b"not json"))[0] == 400
+    assert asyncio.run(routes.answer(nodes, b'{"nodes": 3}'))[0] == 400
+    odd = badge_answer(nodes, [{"id": 1, "type": "NoSuchNode"}, 7, {"type": "FalAudioLyria2", "widgets": "x"}])
+    assert list(odd) == ["None"] and odd["None"]["text"] == "≈$0.10"
+
+
+def test_route_is_registered_only_inside_comfyui(monkeypatch, nodes):
+    import sys
+    import types
+
+    monkeypatch.delitem(sys.modules, "server", raising=False)
+    assert routes.register(nodes) is False  # outside ComfyUI: nothing to do, nothing breaks
+
+    registered = []
+
+    class Routes:
+        def post(self, path):
+            return lambda handler: registered.append((path, handler)) or handler
+
+    server = types.ModuleType("server")
+    server.PromptServer = type("PromptServer", (), {"instance": types.SimpleNamespace(routes=Routes())})
+    monkeypatch.setitem(sys.modules, "server", server)
+    assert routes.register(nodes) is True and routes.register(nodes) is True
+    assert [path for path, _ in registered] == ["/fal_audio/estimate"]
+
+
+def test_badge_logic_in_javascript_applies_the_route_answer(fal, nodes, comfy, tmp_path):
+    """The extension's logic (web/js/fal_audio_price_logic.js) run by node.js against a real answer of the route:
+    which nodes it asks about, when it asks again (an edited widget), and the badge text it sets."""
+    import shutil
+    import subprocess
+
+    from support import PACK_DIR
+
+    if shutil.which("node") is None:
+        pytest.skip("node.js is not installed")
+    ace = defaults(nodes["FalAudioAceStep"], tags="lofi")
+    graph = [{"id": 4, "type": "FalAudioAceStep", "widgets": ace},
+             {"id": 5, "type": "FalAudioLyria2", "widgets": defaults(nodes["FalAudioLyria2"])},
+             {"id": 6, "type": "PreviewAudio", "widgets": {}}]
+    first = badge_answer(nodes, [g for g in graph if g["type"].startswith("FalAudio")])
+    second = badge_answer(nodes, [{**graph[0], "widgets": {**ace, "duration": 180.0}}])
+    script = tmp_path / "run.mjs"
+    script.write_text(f"""
+import * as logic from {json.dumps((PACK_DIR / 'web/js/fal_audio_price_logic.js').as_uri())};
+const widgets = (values) => Object.entries(values).map(([name, value]) => ({{name, value}}));
+const graph = {json.dumps(graph)}.map((n) => ({{id: n.id, type: n.type, widgets: widgets(n.widgets)}}));
+const seen = new Map();
+const out = {{}};
+const asked = logic.changed(graph, seen);
+out.firstBody = logic.requestBody(asked);
+out.applied = logic.apply(asked, {json.dumps({"estimates": first})});
+out.badges = graph.map((n) => n.falPrice ? n.falPrice.text : null);
+out.again = logic.changed(graph, seen).length;
+graph[0].widgets.find((w) => w.name === "duration").value = 180.0;
+const edited = logic.changed(graph, seen);
+out.editedIds = edited.map((n) => n.id);
+logic.apply(edited, {json.dumps({"estimates": second})});
+out.afterEdit = graph[0].falPrice.text;
+out.tooltip = graph[0].falPrice.tooltip;
+console.log(JSON.stringify(out));
+""")
+    result = json.loads(subprocess.run(["node", str(script)], capture_output=True, text=True, check=True).stdout)
+    assert [n["type"] for n in result["firstBody"]["nodes"]] == ["FalAudioAceStep", "FalAudioLyria2"]
+    assert result["firstBody"]["nodes"][0]["widgets"]["duration"] == 60.0
+    assert result["applied"] == 2 and result["badges"] == ["≈$0.012", "≈$0.10", None]
+    assert result["again"] == 0  # nothing edited: no new request
+    assert result["editedIds"] == [4] and result["afterEdit"] == "≈$0.036"
+    assert result["tooltip"] == "fal estimate · $0.0002/second · price: fal API (cached)"

@@ -137,3 +137,69 @@ def stopped(jobs: list, exc: BaseException, started: float) -> str:
         text += (f" · {amount} may be billed for request {_ids([p[1] for p in pending])} if it finishes on fal; "
                  "the next run with the same inputs picks its result up at no new charge")
     return text
+
+
+# -- the editor's price badges ----------------------------------------------------------------
+
+MAX_BADGES = 500  # nodes per request of the badge route
+
+
+def _bill_from_widgets(cls, widgets: dict) -> dict:
+    """A node's cost facts from its widget values alone (no clips: those exist only in a run)."""
+    node = cls()
+    node.REQUIRED_TEXT = ()  # text not typed yet is no error here: the badge prices what is there
+    values = {k: v for k, v in widgets.items() if isinstance(v, (str, int, float, bool))}
+    try:
+        request = node._base_request(values)
+    except Exception:  # noqa: BLE001 - a value the run would refuse: price without it
+        return {}
+    try:
+        return node.billing(request, {}) or {}
+    except Exception:  # noqa: BLE001 - a billing() that needs a clip: the amount is unknown until the run
+        return {}
+
+
+def badge(cls, widgets: dict, price) -> dict:
+    """What the badge on one node says, from its widgets and its endpoint's price."""
+    try:
+        takes = min(max(int(widgets.get("takes", 1)), 1), 8)
+    except (TypeError, ValueError):
+        takes = 1
+    one = charge(price, _bill_from_widgets(cls, widgets))
+    per_clip = " per input clip" if getattr(cls, "AUDIO_INPUTS", None) else ""
+    times = f" ({takes} takes)" if takes > 1 else ""
+    if one.usd is not None:
+        text = f"≈{money(one.usd * takes)}{per_clip}{times}"
+    elif price.known:
+        base = parse_unit(price.unit)[0]
+        text = f"{money(price.unit_price)}/{price.unit}" + (" of input" if base != "request" and per_clip else "") \
+            + (f" × {takes} takes" if takes > 1 else "")
+    else:
+        text = "price unknown"
+    return {"endpoint": price.endpoint, "text": text, "usd": None if one.usd is None else one.usd * takes,
+            "per_request_usd": one.usd, "takes": takes, "unit_price": price.unit_price, "unit": price.unit,
+            "source": price.source, "billed_by": one.bill}
+
+
+async def badges(node_classes: dict, items: list, key_profile: str = "") -> dict:
+    """{node id: badge} for the editor's paid nodes ([{"id", "type", "widgets"}]); others are left out.
+
+    Prices: fal's API with the server's own key (cached; never more than ~2 s), else the table.
+    Only prices, units and sources are returned: never the key."""
+    wanted = []
+    for item in items[:MAX_BADGES]:
+        if not isinstance(item, dict):
+            continue
+        cls = node_classes.get(item.get("type"))
+        if cls is None or not getattr(cls, "ENDPOINT", ""):
+            continue
+        widgets = item.get("widgets") if isinstance(item.get("widgets"), dict) else {}
+        wanted.append((str(item.get("id")), cls, widgets))
+    if not wanted:
+        return {}
+
+    class _Options:
+        profile = key_profile
+
+    prices = await lookup({cls.ENDPOINT for _, cls, _ in wanted}, _key(_Options))
+    return {node_id: badge(cls, widgets, prices[cls.ENDPOINT]) for node_id, cls, widgets in wanted}
