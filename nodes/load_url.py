@@ -3,6 +3,7 @@
 import asyncio
 
 from ..utils import audio as audio_io
+from ..utils import validate
 from ..utils.fetch import FetchFailed, display_url, fetch
 from . import widgets as w
 
@@ -32,6 +33,7 @@ class LoadAudioFromURL:
 
     async def load(self, url, max_megabytes=DEFAULT_MEGABYTES):
         name = self.DISPLAY_NAME
+        validate.widgets(name, self.INPUT_TYPES(), {"url": url, "max_megabytes": max_megabytes})
         data = await fetch(url, int(float(max_megabytes) * 1_000_000), name)
         try:
             # Off the event loop: other nodes of the prompt go on while this decodes.

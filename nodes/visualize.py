@@ -1,6 +1,6 @@
 """Audio to Waveform / Audio to Spectrogram: AUDIO in, IMAGE out (one picture per clip)."""
 
-from ..utils import images
+from ..utils import images, validate
 from ..utils.errors import invalid
 from . import widgets as w
 
@@ -63,6 +63,7 @@ class AudioToSpectrogram(_AudioPicture):
 
     def draw(self, audio, width, height, colour_map, db_range, min_frequency, background, foreground):
         name = self.DISPLAY_NAME
+        validate.widgets(name, self.INPUT_TYPES(), {"db_range": db_range, "min_frequency": min_frequency})
         if colour_map not in images.COLOUR_MAPS and colour_map != images.TWO_COLOURS:
             raise invalid(name, "colour_map", f"must be one of {', '.join(images.COLOUR_MAPS)} or "
                                               f"'{images.TWO_COLOURS}'")

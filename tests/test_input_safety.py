@@ -65,6 +65,16 @@ def test_nan_timeout_on_the_fal_client_is_refused(fal, nodes):
     assert message.startswith("fal Client: 'queue_timeout' is nan, not a finite number")
 
 
+def test_nan_in_load_url_and_spectrogram_widgets_is_refused(fal, nodes):
+    message = refusal(fal, lambda: run_node(nodes["FalAudioLoadURL"], url=fal.audio_file(seconds=0.5),
+                                            max_megabytes=math.nan))
+    assert message.startswith("Load Audio from URL (fal Audio): 'max_megabytes' is nan, not a finite number")
+    with pytest.raises(ValueError) as caught:
+        run_node(nodes["FalAudioSpectrogram"], audio=tone(1.0), width=64, height=32, colour_map="magma",
+                 db_range=math.inf, min_frequency=20.0, background="#000", foreground="#fff")
+    assert str(caught.value).startswith("Audio to Spectrogram (fal Audio): 'db_range' is inf, not a finite number")
+
+
 @pytest.mark.parametrize("name,field,extra", [
     ("FalAudioLyria2", "prompt", {}),
     ("FalAudioLyria2", "negative_prompt", {"prompt": "ambient"}),

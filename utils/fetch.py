@@ -6,7 +6,6 @@ the rest of the pack), and never showing a URL's query string or user info: sign
 carry their tokens there, and messages end up in logs, screenshots and bug reports.
 """
 
-import ipaddress
 import logging
 import re
 import urllib.parse
@@ -112,6 +111,8 @@ def _from_data_uri(url: str, max_bytes: int, node: str) -> bytes:
 def _check_http_url(url: str, node: str, field: str) -> None:
     """Refuse, naming the field, what no request should be made for: an overlong URL, no host or
     a malformed one (including a bad internationalized name), an invalid port."""
+    import ipaddress
+
     import idna  # httpx's own dependency
 
     if len(url) > MAX_URL_LENGTH:

@@ -9,19 +9,18 @@ connections (the address connected to is the one checked, so DNS rebinding canno
 Whoever runs the server may allow private addresses with FAL_AUDIO_ALLOW_PRIVATE_URLS=1.
 """
 
-import ipaddress
 import os
 import socket
 from typing import List, Optional
 
 ALLOW_ENV = "FAL_AUDIO_ALLOW_PRIVATE_URLS"
 # Cloud metadata services (most are link-local already; named so the message says what they are).
-METADATA = {ipaddress.ip_address(a) for a in (
+METADATA = (
     "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean, Oracle
     "169.254.170.2",    # AWS ECS task metadata
     "fd00:ec2::254",    # AWS IPv6
     "100.100.100.200",  # Alibaba Cloud
-)}
+)
 
 
 class Blocked(Exception):
@@ -44,10 +43,12 @@ def private_allowed() -> bool:
 
 def refusal(address) -> Optional[str]:
     """Why an address may not be reached (None: it is a public address)."""
+    import ipaddress
+
     ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip in METADATA:
+    if ip in {ipaddress.ip_address(a) for a in METADATA}:
         return "a cloud metadata address"
     if ip.is_loopback:
         return "a loopback address"
