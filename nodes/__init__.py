@@ -20,6 +20,7 @@ from .transcription import Wizper
 from .elevenlabs_v2 import ElevenLabsMusic, ElevenLabsSoundEffectsV2
 from .lyria3 import Lyria3
 from .minimax_v26 import MiniMaxMusicV26
+from .any_endpoint import FalAnyEndpoint
 from .stable_audio import StableAudio25AudioToAudio, StableAudio25Inpaint, StableAudio25TextToAudio
 
 # Class names are prefixed so they cannot collide with other packs' node types.
@@ -56,6 +57,7 @@ _NODES = {
     "FalAudioStableAudio25AudioToAudio": StableAudio25AudioToAudio,
     "FalAudioStableAudio25Inpaint": StableAudio25Inpaint,
     "FalAudioLyria3": Lyria3,
+    "FalAudioAnyEndpoint": FalAnyEndpoint,
 }
 
 NODE_CLASS_MAPPINGS = dict(_NODES)

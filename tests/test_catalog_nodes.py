@@ -264,7 +264,8 @@ def plan_with(**changes):
 
 REFUSALS = [
     ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", duration_seconds=0.3), "'duration_seconds' must be between"),
-    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", output_format="wav"), "'output_format' is 'wav', which is not one of mp3_22050_32"),
+    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", output_format="wav"),
+     "'output_format' is 'wav', which is not one of mp3_22050_32"),
     ("FalAudioElevenLabsSoundEffectsV2", dict(text=" "), "'text' is required and is empty"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="pop"),
      "'lyrics' is required unless is_instrumental or lyrics_optimizer is on"),
@@ -272,7 +273,8 @@ REFUSALS = [
      "'prompt' is 2001 characters long; MiniMax Music v2.6 takes at most 2000"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="l" * 3501),
      "'lyrics' is 3501 characters long; MiniMax Music v2.6 takes at most 3500"),
-    ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="la", sample_rate="48000"), "'sample_rate' is '48000', which is not one of 16000, 24000"),
+    ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="la", sample_rate="48000"),
+     "'sample_rate' is '48000', which is not one of 16000, 24000"),
     ("FalAudioElevenLabsMusic", dict(), "'prompt' is empty: give a prompt or a composition_plan"),
     ("FalAudioElevenLabsMusic", dict(prompt="x", composition_plan=json.dumps(PLAN)),
      "'composition_plan' and prompt are both given"),

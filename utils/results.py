@@ -39,3 +39,39 @@ def file_name(endpoint: str, request_id: str, name: str, url: str) -> str:
     # A plain name whatever fal sent as request id: no folder part, never outside the output folder.
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{endpoint.replace('/', '_')}_{request_id}")[:200].lstrip(".")
     return f"{stem}{label}{suffix}"
+
+
+# Extensions of audio files the pack decodes (by path, without the query).
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".mka")
+
+
+def _is_audio(url: str, content_type) -> bool:
+    if isinstance(content_type, str) and content_type.split(";")[0].strip().lower().startswith("audio/"):
+        return True
+    if url.startswith("data:"):
+        return url[5:].split(",")[0].split(";")[0].lower().startswith("audio/")
+    return url.split("?")[0].split("#")[0].lower().endswith(AUDIO_EXTENSIONS)
+
+
+def first_audio_file(response, path: str = ""):
+    """(where, url) of the first audio file in a response of any shape, in the order fal wrote it:
+    a File object ({"url", "content_type", ...}) or a bare URL, recognised by its content type or its
+    extension; None when the response holds none. `where` names it like response.audio or files[0]."""
+    if isinstance(response, dict):
+        url = response.get("url")
+        if isinstance(url, str) and url.startswith(("https://", "http://", "data:")) and \
+                _is_audio(url, response.get("content_type")):
+            return path or "response", url
+        for key, value in response.items():
+            found = first_audio_file(value, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(response, list):
+        for index, value in enumerate(response):
+            found = first_audio_file(value, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(response, str) and response.startswith(("https://", "http://", "data:")) and \
+            _is_audio(response, None):
+        return path or "response", response
+    return None
