@@ -1,4 +1,5 @@
-"""Realistic answers of the voice endpoints for the fal emulator (used when a test sets no handler).
+"""Realistic answers of the voice, music and sound-effect endpoints for the fal emulator (used when a test
+sets no handler).
 
 Each model answers in the shape fal's types give (tests/contracts.json "output"), with the
 formats the real service uses: speech as MP3/FLAC/WAV whose length follows the text, Wizper
@@ -125,6 +126,55 @@ def audio_isolation(emulator, payload: dict) -> dict:
     return {"audio": _file(emulator, _tone(seconds, out_rate, samples.shape[0], 300.0), out_rate, "mp3")}
 
 
+# -- the music and sound-effect models of fal's current catalog ------------------------------------
+
+ELEVENLABS_CODECS = {"mp3": "mp3", "opus": "opus", "pcm": "pcm", "ulaw": "ulaw", "alaw": "alaw"}
+
+
+def _elevenlabs_file(emulator, payload: dict, seconds: float, freq: float) -> dict:
+    """ElevenLabs answers in the output_format asked for (codec_rate[_bitrate]): mono; pcm_*, ulaw_8000 and
+    alaw_8000 as headerless samples."""
+    codec, rate = payload.get("output_format", "mp3_44100_128").split("_")[:2]
+    return _file(emulator, _tone(seconds, int(rate), 1, freq), int(rate), ELEVENLABS_CODECS[codec])
+
+
+def elevenlabs_sound_effects_v2(emulator, payload: dict) -> dict:
+    seconds = payload.get("duration_seconds") or 3.0  # "auto": the model picks a length
+    return {"audio": _elevenlabs_file(emulator, payload, seconds, 520.0)}
+
+
+def elevenlabs_music(emulator, payload: dict) -> dict:
+    plan = payload.get("composition_plan")
+    if plan:
+        seconds = sum(section["duration_ms"] for section in plan["sections"]) / 1000.0
+    else:
+        seconds = (payload.get("music_length_ms") or 30000) / 1000.0
+    return {"audio": _elevenlabs_file(emulator, payload, seconds, 330.0)}
+
+
+def minimax_music_v26(emulator, payload: dict) -> dict:
+    """Stereo, in audio_setting's format and rate (pcm: headerless 16-bit interleaved); 30 s here."""
+    setting = payload.get("audio_setting") or {}
+    rate, fmt = int(setting.get("sample_rate", 44100)), setting.get("format", "mp3")
+    return {"audio": _file(emulator, _tone(30.0, rate, 2, 262.0), rate, fmt)}
+
+
+def stable_audio_25(emulator, payload: dict) -> dict:
+    """44.1 kHz mono WAV as long as asked (audio-to-audio without total_seconds: as long as the input)."""
+    seconds = payload.get("seconds_total") or payload.get("total_seconds")
+    if not seconds:
+        samples, rate = decode_input(emulator, payload["audio_url"])
+        seconds = samples.shape[-1] / rate
+    return {"audio": _file(emulator, _tone(float(seconds), 44100, 1, 392.0), 44100, "wav"),
+            "seed": payload.get("seed", 0)}
+
+
+def lyria3(emulator, payload: dict) -> dict:
+    """30 s of 44.1 kHz stereo MP3 and the lyrics it sang."""
+    return {"audio": _file(emulator, _tone(30.0, 44100, 2, 294.0), 44100, "mp3"),
+            "lyrics": "[Verse]\n" + "\n".join(LYRIC_LINES)}
+
+
 MODELS: dict[str, Callable[[Any, dict], Any]] = {
     "fal-ai/elevenlabs/tts/eleven-v3": elevenlabs_tts,
     "fal-ai/minimax/speech-2.8-hd": minimax_speech,
@@ -132,4 +182,11 @@ MODELS: dict[str, Callable[[Any, dict], Any]] = {
     "fal-ai/wizper": wizper,
     "fal-ai/demucs": demucs,
     "fal-ai/elevenlabs/audio-isolation": audio_isolation,
+    "fal-ai/elevenlabs/sound-effects/v2": elevenlabs_sound_effects_v2,
+    "fal-ai/elevenlabs/music": elevenlabs_music,
+    "fal-ai/minimax-music/v2.6": minimax_music_v26,
+    "fal-ai/stable-audio-25/text-to-audio": stable_audio_25,
+    "fal-ai/stable-audio-25/audio-to-audio": stable_audio_25,
+    "fal-ai/stable-audio-25/inpaint": stable_audio_25,
+    "fal-ai/lyria3": lyria3,
 }

@@ -403,3 +403,24 @@ def test_stable_audio_input_clip_length_is_checked_before_paying(fal, nodes, nam
     assert f"'audio' is {length} long" in str(error.value)
     assert problem in str(error.value) and "clips of 1-190 s" in str(error.value)
     assert fal.submissions == fal.uploads == []
+
+
+@pytest.mark.parametrize("name,inputs,rate,channels,seconds", [
+    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", duration_seconds=2.5, output_format="ulaw_8000"), 8000, 1,
+     2.5),
+    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", output_format="opus_48000_64"), 48000, 1, 3.0),
+    ("FalAudioElevenLabsMusic", dict(composition_plan=json.dumps(PLAN), output_format="pcm_24000"), 24000, 1, 45.0),
+    ("FalAudioMiniMaxMusicV26", dict(prompt="x", lyrics="la", format="pcm", sample_rate="16000"), 16000, 2, 30.0),
+    ("FalAudioStableAudio25TextToAudio", dict(prompt="x", seconds_total=7), 44100, 1, 7.0),
+    ("FalAudioStableAudio25AudioToAudio", dict(prompt="x"), 44100, 1, 3.0),
+    ("FalAudioLyria3", dict(prompt="x"), 44100, 2, 30.0),
+])
+def test_the_emulator_answers_in_the_documented_format(fal, nodes, name, inputs, rate, channels, seconds):
+    """Without a test handler each endpoint answers like the service: its format, rate, layout and length."""
+    cls = nodes[name]
+    clips = {socket: tone(3.0) for socket in SPECS[name].get("sockets", {})}
+    (audio, *rest) = run_node(cls, **defaults(cls, **inputs), **clips)
+    assert audio["sample_rate"] == rate and audio["waveform"].shape[1] == channels
+    assert abs(audio["waveform"].shape[-1] / rate - seconds) < 0.1  # opus/mp3 add a little padding
+    if name == "FalAudioLyria3":
+        assert rest[0].startswith("[Verse]\n")
