@@ -63,6 +63,7 @@ LONG_SECONDS, LONG_RATE = 285.0, 44100
 # ElevenLabs Music's longest result, 10 minutes: its decode must peak at <= 2x its float32 waveform.
 TEN_MINUTES = 600.0
 TEN_MINUTE_LIMIT = 2.0  # x float32 waveform
+MANY_REQUESTS, MANY_CAP = 32, 16
 UPLOAD_SECONDS, UPLOAD_RATE = 60.0, 44100
 
 _seeds = itertools.count(1000)
@@ -256,6 +257,36 @@ class Bench:
                              CONCURRENCY_LIMIT, "s", " (one node, one job)")
         report.against_floor("takes=4 on one Lyria 2 node, 2 s jobs", median(takes), one, CONCURRENCY_LIMIT, "s",
                              " (one node, one job)")
+
+    def many(self, report: Report) -> None:
+        """32 requests at once (a list input of 32 prompts: ComfyUI runs the node once per item,
+        all in one prompt) with the default cap of 16 in flight."""
+        emu = self.emu
+        count, cap = MANY_REQUESTS, MANY_CAP
+        runs = 1 if self.quick else max(2, self.runs - 3)
+        say(f"many: {count} Lyria 2 nodes in one prompt, {CONCURRENT_RUN_SECONDS:g} s jobs, cap {cap}, {runs} runs")
+        emu.set_handler("fal-ai/lyria2", lambda p: emu.file_result(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2))
+        emu.set_timing("fal-ai/lyria2", run_seconds=CONCURRENT_RUN_SECONDS)
+        node_class = self.nodes[LYRIA]
+        slots = support.pack_module("utils.slots", PACK_NAME).SLOTS
+        (options,) = self.nodes["FalAudioClient"]().create("", 300.0, 3600.0, "", cap)
+
+        async def many_nodes():
+            await asyncio.gather(*(node_class().generate(**self.lyria(seed=fresh_seed(), fal_client=options))
+                                   for _ in range(count)))
+
+        singles, manys, peaks = [], [], []
+        for _ in range(runs):
+            singles.append(self.node_call(LYRIA, **self.lyria(seed=fresh_seed())))
+            slots.peak = 0
+            manys.append(self.prompt(many_nodes))
+            peaks.append(slots.peak)
+        say(f"  one job {_list(singles)}; {count} at once {_list(manys)}; most in flight {peaks}")
+        one = median(singles)
+        report.against_floor(f"{count} Lyria 2 nodes at once, cap {cap} in flight, 2 s jobs", median(manys),
+                             one * count / cap, CONCURRENCY_LIMIT, "s", f" ({count}/{cap} × one node, one job)")
+        report.row(f"most requests in flight during the {count}", str(max(peaks)), f"target ≤ {cap} (the cap)",
+                   f"{max(peaks) / cap:.2f}", max(peaks) <= cap)
 
     # -- 4. memory -------------------------------------------------------------------
 
@@ -505,7 +536,7 @@ def _code_version() -> str:
     return commit + (f" + uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
 
 
-SECTIONS = ("import", "overhead", "concurrency", "many", "memory", "uploads", "chaining")
+SECTIONS = ("import", "overhead", "concurrency", "many", "memory", "uploads")
 
 
 def _real_ca_bundle(emulator_ca: str, workdir: Path) -> str:

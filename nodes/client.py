@@ -50,11 +50,15 @@ class FalClientNode:
                     "Most paid requests one node run may make (clips of an AUDIO batch x takes); a run that "
                     f"would make more is refused before anything is sent (pack limit, default "
                     f"{MAX_REQUESTS_PER_RUN}).", MAX_REQUESTS_PER_RUN, 1, 1024),
+                "max_concurrent_requests": widgets.integer(
+                    "Most fal requests in flight at once, across the whole pack (list inputs, takes and clip "
+                    "batches all count); the rest wait for a free slot before anything is sent. fal's usual "
+                    "account concurrency is 16 (pack limit 1-64).", 16, 1, 64),
             }
         }
 
     def create(self, profile, queue_timeout, overall_timeout, output_dir, daily_spend_limit_usd=0.0,
-               max_requests_per_run=MAX_REQUESTS_PER_RUN):
+               max_requests_per_run=MAX_REQUESTS_PER_RUN, max_concurrent_requests=16):
         validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), {
             "profile": profile, "queue_timeout": queue_timeout, "overall_timeout": overall_timeout,
             "output_dir": output_dir})
@@ -75,5 +79,9 @@ class FalClientNode:
         if isinstance(max_requests_per_run, bool) or not isinstance(max_requests_per_run, int) \
                 or not 1 <= max_requests_per_run <= 1024:
             raise invalid(self.DISPLAY_NAME, "max_requests_per_run", "must be a whole number from 1 to 1024")
+        if isinstance(max_concurrent_requests, bool) or not isinstance(max_concurrent_requests, int) \
+                or not 1 <= max_concurrent_requests <= 64:
+            raise invalid(self.DISPLAY_NAME, "max_concurrent_requests", "must be a whole number from 1 to 64")
         return (CallOptions(profile.strip(), float(queue_timeout), float(overall_timeout), output_dir.strip(),
-                            daily_spend_limit_usd=float(limit), max_requests_per_run=max_requests_per_run),)
+                            daily_spend_limit_usd=float(limit), max_requests_per_run=max_requests_per_run,
+                            max_concurrent_requests=max_concurrent_requests),)

@@ -18,6 +18,7 @@ from .owner import OWNER
 from .journal import identity as request_identity
 from .log import get_logger
 from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
+from .slots import SLOTS, waiting_text
 from .results import Locator
 from .results import file_name as _file_name
 from .results import single
@@ -186,6 +187,12 @@ class Job:
                 await self._sleep(min(0.25 * 2 ** attempt, 4.0))
 
     async def run(self) -> JobResult:
+        try:
+            return await self._run()
+        finally:
+            SLOTS.release(self)  # the request slot taken before the submit, if any
+
+    async def _run(self) -> JobResult:
         key = credentials.resolve_key(self.options.profile)
         self.gateway = Gateway(key)
         book = journal()
@@ -226,6 +233,8 @@ class Job:
             await book.call(book.ledger().reserve, self.identity, self.charge, self.endpoint,
                             self.options.spend_limit())
             arguments = await self._resolve_uploads(self.request)
+            await self._interruptible(SLOTS.take(self, self.options.max_concurrent_requests,
+                                                 lambda *state: self._say(waiting_text(*state))))
             self._say("Submitting")
             # Not cut short by Cancel: once sent, fal may bill it, so we must learn its id to cancel it.
             request_id, cancelled = await finish(self.gateway.submit(self.endpoint, arguments))
@@ -324,6 +333,7 @@ class Job:
                 f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
                 f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
             ) from None
+        SLOTS.release(self)  # done on fal: the next request may go while this one downloads
         files = await self._keep(response, request_id)
         await journal().call(journal().completed, self.identity, response, files, paid=True)
         if files:

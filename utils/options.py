@@ -31,6 +31,8 @@ class CallOptions:
     daily_spend_limit_usd: Optional[float] = None
     # Most paid requests one node run may make (clips x takes).
     max_requests_per_run: int = MAX_REQUESTS_PER_RUN
+    # Pack-wide cap on fal requests in flight at once (utils.slots); the rest wait for a slot.
+    max_concurrent_requests: int = 16
 
     def spend_limit(self) -> float:
         from .ledger import check_limit, limit_from_env
