@@ -586,3 +586,16 @@ console.log(JSON.stringify(out));
     assert result["again"] == 0  # nothing edited: no new request
     assert result["editedIds"] == [4] and result["afterEdit"] == "≈$0.036"
     assert result["tooltip"] == "fal estimate · $0.0002/second · price: fal API (cached)"
+
+
+def test_the_final_status_never_hides_the_runs_own_error(fal, nodes, comfy, monkeypatch):
+    import sqlite3
+
+    def broken(self, identity):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(ledger.Ledger, "state_of", broken)
+    fal.set_handler("fal-ai/lyria2", lambda payload: (_ for _ in ()).throw(EmulatedError(500, {"detail": "GPU fell"})))
+    with pytest.raises(Exception, match="GPU fell"):
+        lyria(nodes)
+    assert comfy.texts()[-1].startswith("Stopped after ")

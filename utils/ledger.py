@@ -80,17 +80,41 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
+        # This process's requests as the ledger last saw them: identity -> (state, estimate, cost, request_id).
+        # The final status of a run reads it (no database access in an error path).
+        self._recent: Dict[str, tuple] = {}
+        self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            for attempt in range(20):
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                try:
+                    # A brand-new file opened by the journal at the same moment can answer "locked"
+                    # at once (switching to WAL does not wait): try again shortly.
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=FULL")
+                    conn.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError:
+                    conn.close()
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.05)
             self._local.conn = conn
         return conn
+
+    def _note(self, identity: str, state: str, **fields) -> None:
+        with self._lock:
+            old = self._recent.get(identity, (None, None, None, None))
+            self._recent[identity] = (state, fields.get("estimate", old[1]), fields.get("cost", old[2]),
+                                      fields.get("request_id", old[3]))
+
+    def _moves(self, identity: str, states) -> bool:
+        with self._lock:
+            return self._recent.get(identity, (None,))[0] in states
 
     # -- spend -------------------------------------------------------------------------------
 
@@ -151,6 +175,7 @@ class Ledger:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._note(identity, RESERVED, estimate=estimate, cost=None, request_id=None)
 
     def reused(self, identity: str, endpoint: str, request_id: Optional[str]) -> None:
         now = time.time()
@@ -158,6 +183,7 @@ class Ledger:
             "INSERT INTO ledger (identity, endpoint, day, state, request_id, estimate_usd, cost_usd, detail, created,"
             " updated) VALUES (?, ?, ?, ?, ?, 0, 0, 'kept result reused', ?, ?)",
             (identity, endpoint, today(), REUSED, request_id, now, now))
+        self._note(identity, REUSED, estimate=0.0, cost=0.0, request_id=request_id)
 
     # -- transitions the journal reports ---------------------------------------------------------
 
@@ -165,18 +191,24 @@ class Ledger:
         self._connect().execute(
             "UPDATE ledger SET state=?, request_id=?, updated=? WHERE identity=? AND state=?",
             (ACCEPTED, request_id, time.time(), identity, RESERVED))
+        if self._moves(identity, (RESERVED,)):
+            self._note(identity, ACCEPTED, request_id=request_id)
 
     def completed(self, identity: str) -> None:
         """fal finished the request: it is paid for, at the estimate until settle() refines it."""
         self._connect().execute(
             "UPDATE ledger SET state=?, cost_usd=estimate_usd, updated=? WHERE identity=? AND state IN (?, ?)",
             (SETTLED, time.time(), identity, *OPEN))
+        if self._moves(identity, OPEN):
+            self._note(identity, SETTLED, cost=self._recent[identity][1])
 
     def unpaid(self, identity: str, detail: str) -> None:
         """The submit never reached fal, or fal failed/cancelled the request: nothing is billed."""
         self._connect().execute(
             "UPDATE ledger SET state=?, cost_usd=0, detail=?, updated=? WHERE identity=? AND state IN (?, ?)",
             (UNPAID, secrets.redact(detail)[:500], time.time(), identity, *OPEN))
+        if self._moves(identity, OPEN):
+            self._note(identity, UNPAID, cost=0.0)
 
     def settle(self, identity: str, charge: Optional[Charge], returned_seconds: Optional[float]) -> Optional[float]:
         """Refine the settled cost of a completed request with what fal returned; returns its cost."""
@@ -194,13 +226,14 @@ class Ledger:
             units = price_units(charge.price, {"seconds": returned_seconds})
         conn.execute("UPDATE ledger SET cost_usd=?, units=COALESCE(?, units), updated=? WHERE id=?",
                      (cost, units, time.time(), row[0]))
+        self._note(identity, SETTLED, cost=cost)
         return cost
 
     def state_of(self, identity: str) -> Optional[tuple]:
-        """(state, estimate_usd, cost_usd, request_id) of the latest row for this identity."""
-        return self._connect().execute(
-            "SELECT state, estimate_usd, cost_usd, request_id FROM ledger WHERE identity=? ORDER BY id DESC LIMIT 1",
-            (identity,)).fetchone()
+        """(state, estimate_usd, cost_usd, request_id) of this request as this process last saw it, from
+        memory (None if this process has not handled it)."""
+        with self._lock:
+            return self._recent.get(identity)
 
     # -- report ------------------------------------------------------------------------------------
 

@@ -67,11 +67,15 @@ async def estimate(jobs: list, bills: list, options, progress: comfy.Progress) -
         # Kept results and requests already with fal cost nothing new: only what would be submitted counts.
         from .job import journal
 
-        new = [job.charge for job in jobs if journal().get(job.identity) is None
-               or journal().get(job.identity).state not in ("completed", "submitted")]
+        book_ = journal()
+        new = []
+        for job in jobs:
+            entry = await book_.call(book_.get, job.identity)
+            if entry is None or entry.state not in ("completed", "submitted"):
+                new.append(job.charge)
         total = None if any(c.usd is None for c in new) else sum(c.usd for c in new)
         if new:
-            book().check(jobs[0].endpoint, total, limit)
+            await book_.call(book_.ledger().check, jobs[0].endpoint, total, limit)
     return None if any(c.usd is None for c in charges) else sum(c.usd for c in charges)
 
 
@@ -93,7 +97,15 @@ def _ids(ids: list) -> str:
 
 
 def done(jobs: list, results: list, started: float) -> str:
-    """Done in 12.3 s · 30.0 s 48 kHz stereo · ≈$0.10 · request 764cabcf"""
+    """Done in 12.3 s · 30.0 s 48 kHz stereo · ≈$0.10 · request 764cabcf. Never raises."""
+    try:
+        return _done(jobs, results, started)
+    except Exception:  # noqa: BLE001 - the results are what matters
+        log.exception("final status of a finished run")
+        return f"Done in {time.monotonic() - started:.1f} s"
+
+
+def _done(jobs: list, results: list, started: float) -> str:
     parts = [f"Done in {time.monotonic() - started:.1f} s"]
     audio = next((_audio_text(getattr(r, "audio", None)) for r in results if getattr(r, "audio", None) is not None),
                  "")
@@ -115,7 +127,15 @@ def done(jobs: list, results: list, started: float) -> str:
 
 
 def stopped(jobs: list, exc: BaseException, started: float) -> str:
-    """The final status of a run that failed or was cancelled: what was paid."""
+    """The final status of a run that failed or was cancelled: what was paid. Never raises."""
+    try:
+        return _stopped(jobs, exc, started)
+    except Exception:  # noqa: BLE001 - the run's own error is what matters; never mask it
+        log.exception("final status of a stopped run")
+        return f"Stopped after {time.monotonic() - started:.1f} s"
+
+
+def _stopped(jobs: list, exc: BaseException, started: float) -> str:
     cancelled = comfy.is_interrupt(exc) or exc.__class__.__name__ == "CancelledError"
     what = "Cancelled" if cancelled else "Failed"
     paid, pending = 0.0, []
