@@ -69,7 +69,9 @@ class Wizper(FalAudioNode):
             found = [c for c in response.get("chunks") or [] if isinstance(c, dict)]
             clip = result.inputs.get("audio")
             texts.append(str(response.get("text") or "").strip())
-            subtitles.append(srt(found, duration(clip) if clip is not None else None))
+            cues = srt(found, duration(clip) if clip is not None else None, first=1 + sum(
+                text.count(" --> ") for text in subtitles))  # a batch: one numbering through every clip
+            subtitles.append(cues)
             chunks += [{**c, "clip": index + 1} for c in found] if len(results) > 1 else found
         return ("\n\n".join(texts), "\n".join(s for s in subtitles if s),
                 json.dumps(chunks, ensure_ascii=False))

@@ -204,6 +204,8 @@ def test_wizper_batch_joins_the_texts(fal, nodes):
     assert len(fal.submissions) == 2
     assert text == "Streetlights hum a quiet tune\n\nStreetlights hum a quiet tune"
     assert [c["clip"] for c in json.loads(chunks)] == [1, 2]
+    assert subtitles == ("1\n00:00:00,000 --> 00:00:02,000\nStreetlights hum a quiet tune\n\n"
+                         "2\n00:00:00,000 --> 00:00:02,000\nStreetlights hum a quiet tune\n")
 
 
 def test_srt_timestamps_past_an_hour():
@@ -241,6 +243,18 @@ def test_demucs_four_stem_model_gives_silent_guitar_and_piano_and_says_so(fal, n
         assert stems[name]["waveform"].shape == (1, 1, 24000) and stems[name]["sample_rate"] == 8000
         assert torch.count_nonzero(stems[name]["waveform"]) == 0
     assert "Not returned by the model, output as silence: guitar, piano" in comfy.texts()
+
+
+def test_a_missing_stem_is_silence_as_long_as_the_input_not_the_stems(fal, nodes, comfy):
+    fal.set_handler("fal-ai/demucs", lambda p: {
+        **fal.file_result(key="vocals", seconds=1.0, rate=44100, channels=1, fmt="mp3", freq=440.0),
+        "drums": None, "bass": None, "other": None, "guitar": None, "piano": None})
+    stems = dict(zip(nodes[DEMUCS].RETURN_NAMES, run(nodes, DEMUCS, audio=tone(2.0, rate=16000, channels=2))))
+    assert stems["vocals"]["sample_rate"] == 44100 and stems["vocals"]["waveform"].shape == (1, 1, 44100)
+    for name in ("drums", "bass", "other", "guitar", "piano"):
+        assert stems[name]["sample_rate"] == 16000 and stems[name]["waveform"].shape == (1, 1, 32000), name
+    assert "Not returned by the model, output as silence: drums, bass, other, guitar, piano" in comfy.texts()
+    assert len(fal.downloads) == 1
 
 
 def test_demucs_selected_stems_are_sent_as_a_list(fal, nodes, comfy):
@@ -348,3 +362,10 @@ def test_the_example_chains_are_wired_as_promised(nodes):
             ("AudioMerge", "AUDIO", "SaveAudio", "audio")} <= edges("demucs_drums_bass_merge_to_save_audio.json")
     assert {("FalAudioElevenLabsSoundEffects", "audio", "AudioMerge", "audio1"), (TTS, "audio", "AudioMerge", "audio2"),
             ("AudioMerge", "AUDIO", "CreateVideo", "audio")} <= edges("elevenlabs_sfx_and_speech_under_video.json")
+
+
+def test_demucs_answer_without_any_stem_is_a_clear_error(fal, nodes):
+    fal.set_handler("fal-ai/demucs", lambda p: {name: None for name in STEM_HZ})
+    with pytest.raises(Exception) as caught:
+        run(nodes, DEMUCS, audio=tone(2.0))
+    assert "fal-ai/demucs: the response has no stem file" in str(caught.value)

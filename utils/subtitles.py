@@ -11,8 +11,8 @@ def _stamp(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
 
 
-def srt(chunks: List[dict], length: Optional[float] = None) -> str:
-    """Numbered SRT cues, one per chunk with text. A chunk without an end (Whisper leaves the last one
+def srt(chunks: List[dict], length: Optional[float] = None, first: int = 1) -> str:
+    """Numbered SRT cues (from `first`), one per chunk with text. A chunk without an end (Whisper leaves the last one
     open) ends where the next starts, or at `length` (the clip's), or 2 s after its start."""
     cues = []
     timed = [c for c in chunks if isinstance(c, dict) and str(c.get("text") or "").strip()]
@@ -25,5 +25,5 @@ def srt(chunks: List[dict], length: Optional[float] = None) -> str:
             end = (following[0] if following and following[0] is not None
                    else length if length is not None and length > start else start + 2.0)
         end = max(float(end), start)
-        cues.append(f"{len(cues) + 1}\n{_stamp(start)} --> {_stamp(end)}\n{str(chunk['text']).strip()}\n")
+        cues.append(f"{first + len(cues)}\n{_stamp(start)} --> {_stamp(end)}\n{str(chunk['text']).strip()}\n")
     return "\n".join(cues)
