@@ -243,7 +243,7 @@ class FalAudioNode:
         # event loop so other nodes of the prompt keep going meanwhile.
         planned = await asyncio.to_thread(self.requests, {**inputs, "fal_client": options})
         await asyncio.to_thread(usable_output_folder, options, self.DISPLAY_NAME)
-        await asyncio.to_thread(journal().check)  # the data folder can hold the request journal
+        await journal().call(journal().check)  # the data folder can hold the request journal
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
                     decode=audio_io.decoder(self.raw_layout(request)))

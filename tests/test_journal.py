@@ -86,7 +86,8 @@ def test_truncated_download_is_resumed_and_whole(fal, nodes, short_file, comfy):
     assert len(fal.submissions) == 1 and len(kept_files(comfy)) == 1
 
 
-def test_truncated_download_is_never_decoded_and_rerun_costs_nothing(fal, nodes, short_file, comfy):
+def test_truncated_download_is_never_decoded_and_rerun_costs_nothing(fal, nodes, short_file, comfy, monkeypatch):
+    monkeypatch.setattr(pack_module("utils.gateway"), "DOWNLOAD_BACKOFF", 0.01)  # same retries, shorter pauses
     fal.fault("GET", FILES, truncate=True, times=5)
     with pytest.raises(Exception) as caught:
         lyria(nodes)

@@ -116,7 +116,7 @@ def test_an_accepted_id_is_recorded_after_the_lock_outlasts_sqlites_busy_timeout
 def test_cancel_is_noticed_within_a_second_while_the_id_waits_for_the_lock(fal, nodes, comfy):
     fal.set_timing("fal-ai/lyria2", run_seconds=30)
     lockers = []
-    lock_on_submit(fal, comfy, 4.0, lockers)
+    lock_on_submit(fal, comfy, 2.5, lockers)
     pressed = []
 
     def press():

@@ -207,7 +207,8 @@ def test_a_deleted_kept_file_survives_one_hiccup_of_fals_copy(fal, nodes, short_
     assert EXPIRED not in "\n".join(comfy.texts()) and len(kept_files(comfy)) == 1
 
 
-def test_a_lasting_file_host_failure_keeps_the_entry_for_the_next_run(fal, nodes, short_file, comfy):
+def test_a_lasting_file_host_failure_keeps_the_entry_for_the_next_run(fal, nodes, short_file, comfy, monkeypatch):
+    monkeypatch.setattr(pack_module("utils.gateway"), "DOWNLOAD_BACKOFF", 0.01)  # same retries, shorter pauses
     lyria(nodes)
     delete_kept_file(comfy)
     fal.fault("GET", FILES, status=503, times=5)

@@ -23,6 +23,8 @@ log = get_logger("gateway")
 # A dropped download is resumed this often before giving up.
 TRANSIENT_RETRIES = 4
 DOWNLOAD_CHUNK = 1 << 20
+# First pause before a failed download is tried again (doubling each time).
+DOWNLOAD_BACKOFF = 0.2
 
 _clients: dict = {}
 _http_clients: dict = {}
@@ -306,4 +308,4 @@ async def _fetch(url: str, partial: Path, on_progress) -> None:
             if attempt > TRANSIENT_RETRIES or (status is not None and status < 500 and status != 429):
                 raise
             log.warning("Download of a result file failed (%s); retrying", status or type(exc).__name__)
-            await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
+            await asyncio.sleep(min(DOWNLOAD_BACKOFF * 2 ** attempt, 5.0))
