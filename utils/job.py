@@ -193,8 +193,22 @@ class Job:
             SLOTS.release(self)  # the request slot taken before the submit, if any
 
     async def _run(self) -> JobResult:
-        key = credentials.resolve_key(self.options.profile)
-        self.gateway = Gateway(key)
+        """One paid request: claim it in the journal, submit it, follow it, keep its result."""
+        self.gateway = Gateway(credentials.resolve_key(self.options.profile))
+        earlier = await self._claim()
+        if earlier is not None:
+            return earlier
+        request_id = await self._submit()
+        try:
+            return await self._follow(request_id)
+        except UnknownRequest:
+            await journal().call(journal().failed, self.identity, "unknown to fal", paid=True)
+            raise RequestFailed(f"{self.endpoint}: fal.ai no longer knows request {request_id}, which it had just "
+                                "accepted. Run the node again to submit anew.") from None
+
+    async def _claim(self) -> Optional[JobResult]:
+        """Claim the right to submit (None), or return the result of the same request paid earlier:
+        kept (reused), or still with fal (resumed). Waits while someone else is submitting it."""
         book = journal()
         while True:
             uncertain = held_for_prompt(self.identity)
@@ -206,7 +220,7 @@ class Job:
             for notice in book.notices():  # e.g. a damaged journal was moved aside
                 self._say(notice)
             if entry is None:
-                break
+                return None
             if entry.state == "completed":
                 kept = await self._reuse(entry)
                 if kept is not None:
@@ -228,6 +242,11 @@ class Job:
             else:
                 self._say("Waiting: another ComfyUI process is submitting the same request")
                 await self._sleep(OTHER_OWNER_CHECK)
+
+    async def _submit(self) -> str:
+        """Upload the inputs and submit; return fal's request id, recorded in the journal. From
+        the moment fal may have the request it is never lost: followed, cancelled, or recorded."""
+        book = journal()
         try:
             # Before any upload or submit: record the estimate, refused if it would pass today's limit.
             await book.call(book.ledger().reserve, self.identity, self.charge, self.endpoint,
@@ -261,12 +280,7 @@ class Job:
         if cancelled:  # Cancel came while fal was answering the submit: stop it now that we know its id
             await self._cancel(request_id, "cancelled by the user")
             raise asyncio.CancelledError
-        try:
-            return await self._follow(request_id)
-        except UnknownRequest:
-            await book.call(book.failed, self.identity, "unknown to fal", paid=True)
-            raise RequestFailed(f"{self.endpoint}: fal.ai no longer knows request {request_id}, which it had just "
-                                "accepted. Run the node again to submit anew.") from None
+        return request_id
 
     async def _resolve_uploads(self, value):
         if isinstance(value, Upload):
