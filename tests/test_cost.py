@@ -599,3 +599,17 @@ def test_the_final_status_never_hides_the_runs_own_error(fal, nodes, comfy, monk
     with pytest.raises(Exception, match="GPU fell"):
         lyria(nodes)
     assert comfy.texts()[-1].startswith("Stopped after ")
+
+
+def test_the_extension_imports_comfyuis_scripts_from_where_comfyui_serves_it():
+    """ComfyUI serves web/ at /extensions/<pack folder>/: web/js/x.js must reach /scripts/app.js and /scripts/api.js."""
+    import re
+    import urllib.parse
+
+    from support import PACK_DIR
+
+    source = (PACK_DIR / "web" / "js" / "fal_audio_price.js").read_text()
+    served = "http://127.0.0.1:8188/extensions/fal-audio/js/fal_audio_price.js"
+    imports = {urllib.parse.urljoin(served, path) for path in re.findall(r'from "([^"]+)"', source)}
+    assert imports == {"http://127.0.0.1:8188/scripts/app.js", "http://127.0.0.1:8188/scripts/api.js",
+                       "http://127.0.0.1:8188/extensions/fal-audio/js/fal_audio_price_logic.js"}

@@ -2,8 +2,8 @@
 // badge follows its widgets (duration, takes, text length, ...) as you edit them. Estimates come
 // from the pack's route on ComfyUI's server (prices from fal's pricing API with your key, which
 // stays on the server, or the pack's dated price table).
-import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
+import { api } from "../../../scripts/api.js";
 import { ROUTE, apply, changed, requestBody } from "./fal_audio_price_logic.js";
 
 const CHECK_MS = 400; // how often widget values are compared (typing, dragging, pasting, loading)
