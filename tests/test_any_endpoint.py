@@ -206,3 +206,32 @@ def test_cost_estimate_uses_the_endpoints_price(fal, node, comfy):
     texts = comfy.texts()
     assert texts[0] == "Estimate ≈$0.04 · 1 request × $0.04/audio (fal API)"
     assert texts.index(texts[0]) < texts.index("Submitting")
+
+
+def test_cancel_while_queued_cancels_the_request_on_fal(fal, node, comfy):
+    import threading
+    import time
+
+    fal.set_timing("someone/slow-app", stuck_in_queue=True)
+
+    def press():
+        while not fal.submissions:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        comfy.interrupt()
+
+    threading.Thread(target=press, daemon=True).start()
+    with pytest.raises(comfy.InterruptProcessingException):
+        run_node(node, unique_id="3", **defaults(node, endpoint="someone/slow-app", arguments='{"a": 1}'))
+    assert fal.cancels == [fal.submissions[0].request_id]
+    assert any(text.startswith("In queue") for text in comfy.texts())  # progress as on the curated nodes
+
+
+def test_a_paid_result_whose_download_failed_is_fetched_again_without_a_new_charge(fal, node):
+    fal.set_handler("someone/app", lambda p: fal.file_result(seconds=0.5, rate=8000, channels=1))
+    fal.fault("GET", r"v3\.fal\.media/files/", status=404, times=1)
+    with pytest.raises(Exception) as error:
+        call(node, endpoint="someone/app", arguments='{"a": 1}')
+    assert "Run the node again to retry the download (no new charge)" in str(error.value)
+    audio, response_json = call(node, endpoint="someone/app", arguments='{"a": 1}')
+    assert len(fal.submissions) == 1 and audio["waveform"].shape == (1, 1, 4000)
