@@ -484,8 +484,12 @@ def badge_answer(nodes, items, classes=None):
 def test_route_prices_every_paid_node_from_its_widgets(fal, nodes, comfy):
     items = [{"id": name, "type": name, "widgets": defaults(nodes[name])} for name in sorted(nodes)]
     estimates = badge_answer(nodes, items)
-    paid = {name for name, cls in nodes.items() if getattr(cls, "ENDPOINT", "")}
+    paid = {name for name, cls in nodes.items() if getattr(cls, "ENDPOINT", "")} | {"FalAudioAnyEndpoint"}
     assert set(estimates) == paid  # fal Client, Spend, waveform... get no badge
+    any_endpoint = estimates.pop("FalAudioAnyEndpoint")  # its endpoint is a widget (default: Stable Audio 2.5)
+    assert any_endpoint["endpoint"] == "fal-ai/stable-audio-25/text-to-audio" and any_endpoint["text"] == "≈$0.20"
+    odd = {"id": 9, "type": "FalAudioAnyEndpoint", "widgets": {"endpoint": "https://evil.example/x?y=1"}}
+    assert badge_answer(nodes, [odd]) == {}  # not a fal endpoint id: no lookup, no badge
     assert estimates["FalAudioLyria2"]["text"] == "≈$0.10"
     assert estimates["FalAudioAceStep"]["text"] == "≈$0.012"  # 60 s default
     assert estimates["FalAudioAceStepInpaint"]["text"] == "$0.0002/second of input"  # the clip's length decides

@@ -4,6 +4,7 @@ before its jobs run and `done()`/`stopped()` after; prices come from utils.prici
 the books from utils.ledger.
 """
 
+import re
 import time
 from typing import List, Optional
 
@@ -162,6 +163,24 @@ def _stopped(jobs: list, exc: BaseException, started: float) -> str:
 # -- the editor's price badges ----------------------------------------------------------------
 
 MAX_BADGES = 500  # nodes per request of the badge route
+# A node whose endpoint is a widget (the any-endpoint node): fal's owner/app[/path] shape only.
+ENDPOINT_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+")
+
+
+def endpoint_of(cls, widgets: dict) -> str:
+    """The endpoint a node calls: its ENDPOINT, or (any-endpoint node) its well-formed 'endpoint' widget."""
+    endpoint = getattr(cls, "ENDPOINT", "")
+    if endpoint:
+        return endpoint
+    typed = widgets.get("endpoint")
+    try:
+        declared = "endpoint" in cls.INPUT_TYPES().get("required", {})
+    except Exception:  # noqa: BLE001 - not a node of ours
+        return ""
+    if declared and isinstance(typed, str) and len(typed) <= 200 and ".." not in typed \
+            and ENDPOINT_SHAPE.fullmatch(typed.strip()):
+        return typed.strip()
+    return ""
 
 
 def _bill_from_widgets(cls, widgets: dict) -> dict:
@@ -186,7 +205,12 @@ def badge(cls, widgets: dict, price) -> dict:
     except (TypeError, ValueError):
         takes = 1
     one = charge(price, _bill_from_widgets(cls, widgets))
-    per_clip = " per input clip" if getattr(cls, "AUDIO_INPUTS", None) else ""
+    try:
+        required = cls.INPUT_TYPES().get("required", {})
+    except Exception:  # noqa: BLE001
+        required = {}
+    # A node that needs an input clip makes one request per clip of the batch connected to it.
+    per_clip = " per input clip" if any(s in required for s in getattr(cls, "AUDIO_INPUTS", None) or {}) else ""
     times = f" ({takes} takes)" if takes > 1 else ""
     if one.usd is not None:
         text = f"≈{money(one.usd * takes)}{per_clip}{times}"
@@ -211,15 +235,17 @@ async def badges(node_classes: dict, items: list, key_profile: str = "") -> dict
         if not isinstance(item, dict):
             continue
         cls = node_classes.get(item.get("type"))
-        if cls is None or not getattr(cls, "ENDPOINT", ""):
+        if cls is None:
             continue
         widgets = item.get("widgets") if isinstance(item.get("widgets"), dict) else {}
-        wanted.append((str(item.get("id")), cls, widgets))
+        endpoint = endpoint_of(cls, widgets)
+        if endpoint:
+            wanted.append((str(item.get("id")), cls, widgets, endpoint))
     if not wanted:
         return {}
 
     class _Options:
         profile = key_profile
 
-    prices = await lookup({cls.ENDPOINT for _, cls, _ in wanted}, _key(_Options))
-    return {node_id: badge(cls, widgets, prices[cls.ENDPOINT]) for node_id, cls, widgets in wanted}
+    prices = await lookup({endpoint for *_, endpoint in wanted}, _key(_Options))
+    return {node_id: badge(cls, widgets, prices[endpoint]) for node_id, cls, widgets, endpoint in wanted}
