@@ -8,16 +8,12 @@ nodes' machinery: checks before paying, journal, reuse, resume, cancel, progress
 import json
 import re
 
-from ..utils import credentials, secrets
+from ..utils import credentials, endpoint_id, secrets
 from ..utils.json_text import parse_object
 from ..utils.results import MAIN, first_audio_file
 from . import widgets as w
 from .base import FalAudioNode
 
-# fal's endpoint ids: owner/app[/path...]. Only letters, digits, '-', '_' (and '.' after the owner): no
-# scheme, host, port, user info, query, fragment, '..', percent-escapes or whitespace, so the id can only
-# ever name a path on fal's own hosts.
-ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+")
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 AUDIO_SOCKETS = ("audio_1", "audio_2")
 # A ready example: 10 s of Stable Audio 2.5.
@@ -66,13 +62,9 @@ class FalAnyEndpoint(FalAudioNode):
 
     def requests(self, inputs):
         inputs = dict(inputs)
-        endpoint = str(inputs.pop("endpoint", "")).strip()
+        endpoint = endpoint_id.check(inputs.pop("endpoint", ""), self.DISPLAY_NAME, "endpoint")
         text = str(inputs.pop("arguments", ""))
         fields = {socket: str(inputs.pop(f"{socket}_field", "")).strip() for socket in (*AUDIO_SOCKETS, IMAGE_SOCKET)}
-        self.check(endpoint != "", "endpoint", "is required and is empty")
-        self.check(len(endpoint) <= 200 and ENDPOINT_ID.fullmatch(endpoint) is not None and ".." not in endpoint,
-                   "endpoint", f"is {endpoint[:80]!r}, which is not a fal endpoint id: use owner/app[/path] as on "
-                               "fal's model page (letters, digits, '-', '_', '.'; no URL, host, query or spaces)")
         arguments = parse_object(text, self.DISPLAY_NAME, "arguments")
         # The key is never sent as an argument (nor echoed back in the outputs, see outputs()).
         secrets.register(credentials.resolve_key(getattr(inputs.get("fal_client"), "profile", "")))
