@@ -9,7 +9,7 @@ import time
 from typing import Dict
 
 from ..utils import audio as audio_io
-from ..utils import comfy, validate
+from ..utils import comfy, reuse, validate
 from ..utils.errors import EndpointGone, invalid
 from ..utils.options import CallOptions, usable_output_folder
 from ..utils.png import image_png
@@ -175,7 +175,9 @@ class FalAudioNode:
         clip_lists = {}
         for socket, field in self.AUDIO_INPUTS.items():
             if inputs.get(socket) is not None:
-                clip_lists[socket] = audio_io.clips(inputs[socket], self.DISPLAY_NAME, socket)
+                # Each clip keeps the origin of its batch item: a fal result passed on unchanged goes by URL.
+                clip_lists[socket] = reuse.carry(inputs[socket], audio_io.clips(inputs[socket], self.DISPLAY_NAME,
+                                                                                socket))
         # A batch of input clips is processed clip by clip (one request each), on purpose.
         batch = max([len(c) for c in clip_lists.values()] or [1])
         for socket, clips in clip_lists.items():

@@ -344,6 +344,13 @@ def test_takes_without_a_model_seed_still_make_separate_requests(fal, nodes):
     assert tuple(audio["waveform"].shape) == (3, 2, 4000)
 
 
+def fal_file(fal, url):
+    """The bytes fal serves at one of its file URLs."""
+    import urllib.parse
+
+    return fal._files[urllib.parse.unquote(urllib.parse.urlsplit(url).path)].data
+
+
 def test_ace_step_chain_wires_audio_tags_lyrics_and_seed(fal, nodes):
     audio_io = pack_module("utils.audio")
     answers = {  # endpoint -> (freq of the returned track, lyrics the service reports)
@@ -380,12 +387,12 @@ def test_ace_step_chain_wires_audio_tags_lyrics_and_seed(fal, nodes):
     assert remix == {"edit_mode": "lyrics", "original_tags": "lofi, chill",
                      "original_lyrics": "[verse]\nwritten by ace", "original_seed": 5, "tags": "jazz, sax",
                      "lyrics": "[verse]\nnew words", **ACE_DEFAULTS, "audio_url": remix["audio_url"], "seed": 0}
-    # Each edit uploaded exactly the audio wired into it.
-    assert_decodes_to(upload_for(fal, inpaint["audio_url"]).data, song)
-    assert_decodes_to(upload_for(fal, outpaint["audio_url"]).data, painted)
-    assert remix["audio_url"] == inpaint["audio_url"]  # the same song is uploaded once and reused
-    assert len(fal.uploads) == 2
-    assert abs(peak_hz(audio_io.decode(upload_for(fal, outpaint["audio_url"]).data)) - 400.0) < 5
+    # Each edit got fal's own URL of the file wired into it (issue 13: nothing re-encoded or uploaded).
+    results = [job.result["audio"]["url"] for job in sorted(fal.jobs, key=lambda job: job.submitted_at)]
+    assert [inpaint["audio_url"], outpaint["audio_url"], remix["audio_url"]] == [results[0], results[1], results[0]]
+    assert fal.uploads == []
+    assert_decodes_to(fal_file(fal, outpaint["audio_url"]), painted)
+    assert abs(peak_hz(audio_io.decode(fal_file(fal, outpaint["audio_url"]))) - 400.0) < 5
     assert abs(peak_hz(extended) - 500.0) < 5 and abs(peak_hz(remixed) - 600.0) < 5
 
 

@@ -142,3 +142,150 @@ def test_a_submit_that_may_have_gone_through_is_not_resent_and_frees_its_slot(fa
     # The uncertain one is never resent; the other takes ran (one slot, so one after the other).
     assert len(posts) == 3 and sorted(s.payload["seed"] for s in fal.submissions) in ([70, 71], [70, 72], [71, 72])
     assert pack_module("utils.slots").SLOTS.in_flight == 0
+
+
+# -- zero-upload chaining: a fal result passed on unchanged goes by fal's own URL --------------
+
+ACE, INPAINT, OUTPAINT, MINIMAX = ("FalAudioAceStep", "FalAudioAceStepInpaint", "FalAudioAceStepOutpaint",
+                                   "FalAudioMiniMaxMusic")
+
+
+def serve_songs(fal, seconds=20.0):
+    """Every ACE-Step endpoint answers with a song (8 kHz stereo WAV) and its tags/lyrics/seed; MiniMax with one."""
+    for endpoint in ("fal-ai/ace-step", "fal-ai/ace-step/audio-inpaint", "fal-ai/ace-step/audio-outpaint",
+                     "fal-ai/ace-step/audio-to-audio"):
+        fal.set_handler(endpoint, lambda p: {**fal.file_result(seconds=seconds, rate=8000, channels=2,
+                                                                 freq=200.0 + len(fal.submissions)),
+                                             "seed": p.get("seed", 0), "tags": p.get("tags", ""), "lyrics": ""})
+    fal.set_handler("fal-ai/minimax-music", lambda p: fal.file_result(seconds=5.0, rate=8000, channels=2))
+
+
+def fal_file(fal, url):
+    """The bytes fal serves at one of its file URLs."""
+    import urllib.parse
+
+    return fal._files[urllib.parse.unquote(urllib.parse.urlsplit(url).path)].data
+
+
+def result_url(fal, index):
+    return sorted(fal.jobs, key=lambda job: job.submitted_at)[index].result["audio"]["url"]
+
+
+def song(nodes, seed=1, takes=1):
+    return run_node(nodes[ACE], **defaults(nodes[ACE], tags="lofi", duration=20.0, seed=seed, takes=takes))[0]
+
+
+def inpaint(nodes, audio, seed=0):
+    return run_node(nodes[INPAINT], **defaults(nodes[INPAINT], tags="lofi", start_time=2.0, end_time=4.0,
+                                               seed=seed), audio=audio)[0]
+
+
+def test_ace_step_inpaint_outpaint_minimax_chain_uploads_nothing(fal, nodes, comfy):
+    serve_songs(fal)
+    first = song(nodes)
+    painted = inpaint(nodes, first)
+    extended = run_node(nodes[OUTPAINT], **defaults(nodes[OUTPAINT], tags="lofi", extend_after_duration=5.0),
+                        audio=painted)[0]
+    run_node(nodes[MINIMAX], **defaults(nodes[MINIMAX], prompt="## la la ##"), reference_audio=extended)
+    sent = [s.payload for s in fal.submissions]
+    assert sent[1]["audio_url"] == result_url(fal, 0)
+    assert sent[2]["audio_url"] == result_url(fal, 1)
+    assert sent[3]["reference_audio_url"] == result_url(fal, 2)
+    assert fal.uploads == []  # no encode, no upload: 0 bytes
+
+
+def test_a_clip_changed_by_another_node_is_uploaded(fal, nodes, comfy):
+    """The key rides along on the dict, but a clip whose samples changed (in place, or a copy that a
+    node changed) is encoded and uploaded as before; only the unchanged one goes by URL."""
+    import copy
+
+    import torch
+
+    serve_songs(fal)
+    first = song(nodes)
+    louder = {**first, "waveform": first["waveform"] * 1.5}  # a node that copies the dict and changes the clip
+    inpaint(nodes, louder, seed=1)
+    copied = copy.deepcopy(first)  # another tensor, the same samples: still the fal result
+    inpaint(nodes, copied, seed=2)
+    first["waveform"][0, 0, 100] += 0.25  # edited in place: same tensor, same dict, other samples
+    inpaint(nodes, first, seed=3)
+    sent = [s.payload["audio_url"] for s in fal.submissions[1:]]
+    assert sent[1] == result_url(fal, 0)
+    assert [u.url for u in fal.uploads] == [sent[0], sent[2]]
+    assert sent[0] != result_url(fal, 0) and sent[2] != result_url(fal, 0)
+    back = pack_module("utils.audio").decode(fal.uploads[1].data)["waveform"]
+    assert torch.allclose(back, first["waveform"], atol=1e-4)  # the edited clip is what was sent
+
+
+def test_each_take_of_a_batch_goes_by_its_own_url(fal, nodes, comfy):
+    serve_songs(fal)
+    takes = song(nodes, seed=5, takes=2)
+    assert takes["waveform"].shape[0] == 2
+    inpaint(nodes, takes)
+    sent = sorted(s.payload["audio_url"] for s in fal.submissions[2:])
+    assert sent == sorted([result_url(fal, 0), result_url(fal, 1)]) and fal.uploads == []
+
+
+def test_a_url_fal_no_longer_serves_is_replaced_by_an_upload_of_the_kept_original(fal, nodes, comfy, monkeypatch):
+    serve_songs(fal)
+    reuse = pack_module("utils.reuse")
+    first = song(nodes)
+    url = result_url(fal, 0)
+    original = fal_file(fal, url)
+    # Seen served long ago (a restart, a long pause): asked again with a one-byte ranged GET.
+    monkeypatch.setattr(reuse, "_served", {})
+    before = len(fal.requests)
+    inpaint(nodes, first, seed=1)
+    probes = [path for method, path in fal.requests[before:] if method == "GET" and url.endswith(path.split("/", 1)[1])]
+    assert len(probes) == 1 and fal.uploads == [] and fal.submissions[-1].payload["audio_url"] == url
+    # fal's copy expired: the kept original file is uploaded (the file itself, not a re-encode), once.
+    monkeypatch.setattr(reuse, "_served", {})
+    fal.remove_file(url)
+    inpaint(nodes, first, seed=2)
+    inpaint(nodes, first, seed=3)
+    assert len(fal.uploads) == 1 and fal.uploads[0].data == original
+    assert [s.payload["audio_url"] for s in fal.submissions[-2:]] == [fal.uploads[0].url] * 2
+
+
+def test_journal_identity_is_the_same_by_url_or_by_upload_of_the_same_file(fal, nodes, comfy):
+    """The request is named by the original file's content hash, whichever way the file travels."""
+    serve_songs(fal)
+    job = pack_module("utils.job")
+    first = song(nodes)
+    node = nodes[INPAINT]()
+    inputs = defaults(nodes[INPAINT], tags="lofi", start_time=2.0, end_time=4.0, seed=9)
+    ((request, _, _),) = node.requests({**inputs, "audio": first})
+    by_url = request["audio_url"]
+    assert by_url.origin is not None and by_url.data == b""
+    by_upload = job.Upload(fal_file(fal, result_url(fal, 0)), "audio/wav", "audio.wav")
+    identity = lambda upload: job.Job(node.ENDPOINT, {**request, "audio_url": upload}, job.CallOptions(),
+                                      None).identity  # noqa: E731
+    assert identity(by_url) == identity(by_upload)
+    # And a run that paid by URL is reused by the same run after fal's copy expired: no upload, no charge.
+    inpaint(nodes, first, seed=9)
+    fal.remove_file(result_url(fal, 0))
+    pack_module("utils.reuse")._served.clear()
+    submitted = len(fal.submissions)
+    inpaint(nodes, first, seed=9)
+    assert len(fal.submissions) == submitted and fal.uploads == []
+
+
+def test_the_origin_key_is_plain_data_and_core_nodes_ignore_it(fal, nodes, comfy):
+    """ComfyUI caches node outputs and cache providers serialise them; core nodes read only
+    waveform and sample_rate (SaveAudio, PreviewAudio, CreateVideo) or build a new dict (AudioMerge)."""
+    import copy
+    import pickle
+
+    serve_songs(fal)
+    first = song(nodes)
+    origin = first["fal_origin"]
+    assert json.loads(json.dumps(origin)) == origin
+    again = pickle.loads(pickle.dumps(first))
+    assert again["fal_origin"] == origin and copy.deepcopy(first)["fal_origin"] == origin
+    assert set(first) == {"waveform", "sample_rate", "fal_origin"}
+    # What core nodes do with AUDIO: write it (16-bit WAV via the pack's own encoder here) and mix it.
+    wav = pack_module("utils.audio").encode_wav({"waveform": first["waveform"], "sample_rate": first["sample_rate"]})
+    assert wav[:4] == b"RIFF"
+    merged = {"waveform": (first["waveform"] + again["waveform"]) / 2, "sample_rate": first["sample_rate"]}
+    inpaint(nodes, merged, seed=4)  # a new value without the key: uploaded
+    assert len(fal.uploads) == 1

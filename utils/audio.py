@@ -303,7 +303,9 @@ def stack(audios: List[dict]) -> dict:
     out = torch.zeros((len(waves), channels, length), dtype=torch.float32)
     for i, w in enumerate(waves):
         out[i, :, : w.shape[-1]] = w.expand(-1, channels, -1)[0] if w.shape[1] == 1 else w[0]
-    return {"waveform": out, "sample_rate": rate}
+    from .reuse import stacked
+
+    return stacked(audios, {"waveform": out, "sample_rate": rate})  # unchanged items keep their fal origin
 
 
 # -- Headerless results -------------------------------------------------------------------------

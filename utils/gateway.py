@@ -244,6 +244,16 @@ class Gateway:
     async def cancel(self, endpoint: str, request_id: str) -> None:
         await (await self._handle(endpoint, request_id)).cancel()
 
+    async def probe(self, url: str) -> bool:
+        """Does the file server still serve `url`? One ranged GET of its first byte, without the
+        fal key (file URLs are public); any failure counts as no."""
+        try:
+            async with _http().stream("GET", url, headers={"Range": "bytes=0-0"}) as response:
+                return response.status_code in (200, 206)
+        except Exception as exc:  # noqa: BLE001 - a drop, a timeout, a bad URL: upload instead
+            log.info("Probing a result URL failed (%s); uploading the file instead", type(exc).__name__)
+            return False
+
     async def download(self, url: str, destination: Path, on_progress=None) -> Path:
         """Stream a result file to disk, resuming after drops; never keep a short file.
 

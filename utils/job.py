@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 from . import audio as audio_io
-from . import comfy, credentials, errors
+from . import comfy, credentials, errors, reuse
 from .errors import FalAudioError, RequestFailed, TimeoutExpired
 from .gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient, per_loop
 from .aio import finish
@@ -70,12 +70,18 @@ class Upload:
     content_type: str
     file_name: str
     content_hash: str = field(init=False)
+    # A fal result passed on unchanged (utils.reuse): sent by fal's own URL of the original file,
+    # named by that file's content hash; `data` stays empty unless fal no longer serves the URL.
+    origin: Optional[reuse.Origin] = None
 
     def __post_init__(self):
-        self.content_hash = content_hash(self.data)
+        self.content_hash = self.origin.file_hash if self.origin else content_hash(self.data)
 
     @classmethod
     def from_clip(cls, clip: dict, name: str = "input.wav") -> "Upload":
+        found = reuse.origin(clip)
+        if found is not None:
+            return cls(b"", found.content_type, found.file_name, origin=found)
         return cls(audio_io.encode_wav(clip), "audio/wav", name)
 
 
@@ -288,6 +294,11 @@ class Job:
             async with _upload_lock(value.content_hash):
                 book = journal()
                 url = await book.call(book.upload_url, value.content_hash)
+                if url is None and value.origin is not None:  # fal's own copy of this very file
+                    url = await reuse.still_served(value.origin, self.gateway.probe)
+                    if url is None:
+                        value.data, value.content_type, value.file_name = await asyncio.to_thread(
+                            value.origin.original)
                 if url is None:
                     comfy.throw_if_interrupted()
                     self._say("Uploading input audio")
@@ -318,7 +329,8 @@ class Job:
         self._say("Reused the kept result (no new charge)")
         await journal().call(journal().ledger().reused, self.identity, self.endpoint, entry.request_id)
         self.cost = 0.0
-        return JobResult.of(entry.response, files, await self._decode(files), entry.request_id, reused=True)
+        return JobResult.of(entry.response, files, await self._decode(files, self.locate(entry.response)),
+                            entry.request_id, reused=True)
 
     async def _follow(self, request_id: str) -> JobResult:
         try:
@@ -352,7 +364,8 @@ class Job:
         await journal().call(journal().completed, self.identity, response, files, paid=True)
         if files:
             self._say("Decoding")
-        result = JobResult.of(response, files, await self._decode(files), request_id, reused=False)
+        result = JobResult.of(response, files, await self._decode(files, self.locate(response)), request_id,
+                              reused=False)
         self.cost = await journal().call(journal().ledger().settle, self.identity, self.charge,
                                          returned_seconds(result.audio))
         return result
@@ -490,7 +503,9 @@ class Job:
                 self._say(f"{what} {done * 100 // total}%")
 
         try:
-            return await self._interruptible(self.gateway.download(url, destination, report))
+            kept = await self._interruptible(self.gateway.download(url, destination, report))
+            reuse.served(url)
+            return kept
         except Exception as exc:  # noqa: BLE001 - turned into a specific message
             if comfy.is_interrupt(exc):
                 raise
@@ -505,11 +520,12 @@ class Job:
                 f"({type(exc).__name__}: {exc}). Run the node again to retry the download (no new charge)."
             ) from None
 
-    async def _decode(self, files: Dict[str, Path]) -> Dict[str, dict]:
+    async def _decode(self, files: Dict[str, Path], urls: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
         """Decode every kept file, in worker threads: other nodes' and takes' downloads go on meanwhile."""
         async def one(name: str, path: Path) -> dict:
             try:
-                return await asyncio.to_thread(self.decode_file, path)
+                url = (urls or {}).get(name) if self.decode_file is audio_io.decode else None
+                return await asyncio.to_thread(reuse.decode, self.decode_file, path, url)
             except audio_io.DecodeLimitExceeded as exc:
                 what = "file" if len(files) == 1 else f"'{name}' file"
                 raise RequestFailed(f"{self.endpoint}: the returned {what} was not decoded: {exc}. It is kept at "
