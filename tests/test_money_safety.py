@@ -273,3 +273,19 @@ def test_one_5xx_on_a_fresh_download_is_retried(fal, nodes, short_file):
     fal.fault("GET", FILES, status=503)
     (audio,) = lyria(nodes)
     assert audio["waveform"].shape[-1] == 48000 and len(fal.submissions) == 1
+
+
+def test_every_string_the_journal_stores_is_scrubbed_of_the_key(pack, tmp_path):
+    secrets = pack_module("utils.secrets")
+    journal = pack_module("utils.journal")
+    secrets.register(CANARY_KEY)
+    book = journal.Journal(tmp_path / "journal.sqlite3")
+    encoded = base64.b64encode(f"user:{CANARY_KEY}".encode()).decode()
+    book.remember_upload("clip", f"https://v3.fal.media/files/x/a.wav?token={encoded}")
+    assert book.claim("k", "fal-ai/x") is None
+    book.submitted("k", "0f0e0d0c-0000-4000-8000-000000000000")
+    book.completed("k", {"audio": {"url": "https://v3.fal.media/files/y.wav"}, "echo": f"Key {CANARY_KEY}"}, {})
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for form in key_forms() | {encoded[8:40]}:
+        assert form.encode() not in on_disk, form
+    assert book.get("k").response["echo"] == "<redacted>"

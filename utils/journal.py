@@ -392,7 +392,7 @@ class Journal:
     def remember_upload(self, content_hash: str, url: str) -> None:
         self._connect().execute(
             "INSERT OR REPLACE INTO uploads (content_hash, url, uploaded) VALUES (?, ?, ?)",
-            (content_hash, url, time.time()),
+            (content_hash, secrets.redact(url), time.time()),
         )
 
 
