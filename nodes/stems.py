@@ -70,6 +70,8 @@ class Demucs(_Separation):
     def shape(self, request):
         if "stems" in request:
             request["stems"] = [name for name in re.split(r"[\s,]+", request["stems"].strip().lower()) if name]
+            if not request["stems"]:
+                del request["stems"]  # only separators: all stems, as when empty
         return request
 
     def validate(self, request, clips):

@@ -263,6 +263,8 @@ def test_demucs_selected_stems_are_sent_as_a_list(fal, nodes, comfy):
     assert peak_hz(stems["vocals"]) == 440 and peak_hz(stems["drums"]) == 110
     assert all(torch.count_nonzero(stems[n]["waveform"]) == 0 for n in ("bass", "other", "guitar", "piano"))
     assert len(fal.downloads) == 2
+    run(nodes, DEMUCS, audio=tone(2.0, freq=300.0), stems=" , ,")
+    assert "stems" not in fal.submissions[-1].payload and len(fal.downloads) == 2 + 6
 
 
 def test_demucs_reuse_restores_every_stem(fal, nodes):
