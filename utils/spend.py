@@ -4,11 +4,10 @@ before its jobs run and `done()`/`stopped()` after; prices come from utils.prici
 the books from utils.ledger.
 """
 
-import re
 import time
 from typing import List, Optional
 
-from . import comfy, credentials
+from . import comfy, credentials, endpoint_id
 from .ledger import ACCEPTED, RESERVED, SETTLED, book
 from .log import get_logger
 from .pricing import Charge, charge, lookup, money, parse_unit
@@ -163,8 +162,6 @@ def _stopped(jobs: list, exc: BaseException, started: float) -> str:
 # -- the editor's price badges ----------------------------------------------------------------
 
 MAX_BADGES = 500  # nodes per request of the badge route
-# A node whose endpoint is a widget (the any-endpoint node): fal's owner/app[/path] shape only.
-ENDPOINT_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+")
 
 
 def endpoint_of(cls, widgets: dict) -> str:
@@ -177,10 +174,12 @@ def endpoint_of(cls, widgets: dict) -> str:
         declared = "endpoint" in cls.INPUT_TYPES().get("required", {})
     except Exception:  # noqa: BLE001 - not a node of ours
         return ""
-    if declared and isinstance(typed, str) and len(typed) <= 200 and ".." not in typed \
-            and ENDPOINT_SHAPE.fullmatch(typed.strip()):
-        return typed.strip()
-    return ""
+    if not declared or not isinstance(typed, str):
+        return ""
+    try:
+        return endpoint_id.check(typed, "", "endpoint")  # fal's owner/app[/path] shape only
+    except ValueError:
+        return ""
 
 
 def _bill_from_widgets(cls, widgets: dict) -> dict:
