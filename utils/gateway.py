@@ -77,18 +77,20 @@ def ssl_context():
         return _ssl_contexts[where]
 
 
-def _http(key: str = ""):
-    """One httpx client per event loop and key (connections are reused across requests).
+def _http(key: str = "", lane: str = ""):
+    """One httpx client per event loop, key and lane (connections are reused across requests).
     key "" = no Authorization header, for downloads: result URLs are public and may point
-    at any host."""
+    at any host. lane "stream": the status streams' own client, so that a stream (which fal
+    closes when the request completes) never takes the submit's idle connection: the result
+    fetch right after completion reuses it instead of opening a new TLS connection."""
     import httpx
 
     clients = per_loop(_http_clients)
-    if key not in clients:
+    if (key, lane) not in clients:
         headers = {"Authorization": f"Key {key}"} if key else {}
-        clients[key] = httpx.AsyncClient(headers=headers, follow_redirects=not key, verify=ssl_context(),
-                                         timeout=httpx.Timeout(120.0, connect=15.0))
-    return clients[key]
+        clients[(key, lane)] = httpx.AsyncClient(headers=headers, follow_redirects=not key, verify=ssl_context(),
+                                                 timeout=httpx.Timeout(120.0, connect=15.0))
+    return clients[(key, lane)]
 
 
 def queue_url(endpoint: str, request_id: str) -> str:
@@ -224,7 +226,7 @@ class Gateway:
         import httpx
 
         timeout = httpx.Timeout(None, connect=15.0)  # a queue wait can be silent for minutes
-        async with _http(self.key).stream("GET", queue_url(endpoint, request_id) + "/status/stream",
+        async with _http(self.key, "stream").stream("GET", queue_url(endpoint, request_id) + "/status/stream",
                                           params={"logs": 1},
                                           timeout=timeout) as response:
             if response.status_code >= 400:
