@@ -24,11 +24,13 @@ CONTROL_INPUTS = ("seed", "takes", "fal_client", "unique_id")
 
 
 class Planned(tuple):
-    """One planned request: unpacks as (request, take_key, label); `.bill` holds its cost facts (billing())."""
+    """One planned request: unpacks as (request, take_key, label); `.bill` holds its cost facts (billing()),
+    `.clips` the input clips it sends (socket -> clip), handed to outputs() as JobResult.inputs."""
 
-    def __new__(cls, request: dict, take_key, label: str, bill: dict = None):
+    def __new__(cls, request: dict, take_key, label: str, bill: dict = None, clips: dict = None):
         planned = super().__new__(cls, (request, take_key, label))
         planned.bill = bill or {}
+        planned.clips = clips or {}
         return planned
 
 
@@ -189,7 +191,6 @@ class FalAudioNode:
         from ..utils.job import Upload
 
         per_clip = [{s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()} for index in range(batch)]
-        self.planned_clips = []  # the input clips of each planned request, for outputs() (JobResult.inputs)
         for clips in per_clip:
             self.validate(base, clips)  # every clip is checked before any is encoded
         images = {self.IMAGE_INPUTS[s]: Upload(image_png(inputs[s], self.DISPLAY_NAME, s), "image/png", f"{s}.png")
@@ -207,8 +208,7 @@ class FalAudioNode:
                     [f"take {take + 1}/{takes}"] if takes > 1 else [])
                 label = (", ".join(parts) + ": ") if parts else ""
                 planned.append(Planned(request, None if self.SENDS_SEED else seed + take, label,
-                                       self.billing(request, clips)))
-                self.planned_clips.append(clips)
+                                       self.billing(request, clips), clips))
         return planned
 
     def _check_request_count(self, batch: int, takes: int, clip_lists: dict, limit: int) -> None:
@@ -263,8 +263,9 @@ class FalAudioNode:
                 raise
             raise EndpointGone(f"{self.DISPLAY_NAME}: {exc} Use the {self.SUCCESSOR} instead.") from None
         progress.text(spend.done(jobs, results, started))
-        for result, clips in zip(results, getattr(self, "planned_clips", [])):
-            result.inputs = clips
+        # Per run, not on the node: ComfyUI runs the list items of one node concurrently on one instance.
+        for result, plan in zip(results, planned):
+            result.inputs = plan.clips
         return self.outputs(results)
 
 

@@ -371,3 +371,24 @@ def test_demucs_answer_without_any_stem_is_a_clear_error(fal, nodes):
     with pytest.raises(Exception) as caught:
         run(nodes, DEMUCS, audio=tone(2.0))
     assert "fal-ai/demucs: the response has no stem file" in str(caught.value)
+
+
+def test_list_items_on_one_node_instance_each_get_silence_of_their_own_input(fal, nodes, comfy):
+    # ComfyUI runs the list items of one node concurrently on the same instance: what a run planned must not
+    # be overwritten by the next item's plan (a missing stem is silence as long as *that* item's input).
+    import asyncio
+
+    fal.set_handler("fal-ai/demucs", lambda p: {
+        **fal.file_result(key="vocals", seconds=0.5, rate=8000, channels=1, fmt="wav"),
+        "drums": None, "bass": None, "other": None, "guitar": None, "piano": None})
+    fal.set_timing("fal-ai/demucs", run_seconds=0.3)
+    node = nodes[DEMUCS]()
+
+    async def both():
+        return await asyncio.gather(node.generate(**defaults(nodes[DEMUCS], audio=tone(1.0, rate=8000))),
+                                    node.generate(**defaults(nodes[DEMUCS], audio=tone(3.0, rate=8000))))
+
+    short, long = asyncio.run(both())
+    drums = nodes[DEMUCS].RETURN_NAMES.index("drums")
+    assert short[drums]["waveform"].shape[-1] == 8000
+    assert long[drums]["waveform"].shape[-1] == 24000
