@@ -361,11 +361,17 @@ class Job:
             ) from None
         SLOTS.release(self)  # done on fal: the next request may go while this one downloads
         files = await self._keep(response, request_id)
-        await journal().call(journal().completed, self.identity, response, files, paid=True)
         if files:
             self._say("Decoding")
-        result = JobResult.of(response, files, await self._decode(files, self.locate(response)), request_id,
-                              reused=False)
+        # The decode starts in worker threads while the journal records the result (no wait in between).
+        decoding = asyncio.ensure_future(self._decode(files, self.locate(response)))
+        try:
+            await journal().call(journal().completed, self.identity, response, files, paid=True)
+        except BaseException:
+            decoding.cancel()
+            await asyncio.gather(decoding, return_exceptions=True)
+            raise
+        result = JobResult.of(response, files, await decoding, request_id, reused=False)
         self.cost = await journal().call(journal().ledger().settle, self.identity, self.charge,
                                          returned_seconds(result.audio))
         return result
