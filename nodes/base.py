@@ -9,7 +9,7 @@ import time
 from typing import Dict
 
 from ..utils import audio as audio_io
-from ..utils import comfy, reuse, validate
+from ..utils import comfy, validate
 from ..utils.errors import EndpointGone, invalid
 from ..utils.options import CallOptions, usable_output_folder
 from ..utils.png import image_png
@@ -177,6 +177,8 @@ class FalAudioNode:
         clip_lists = {}
         for socket, field in self.AUDIO_INPUTS.items():
             if inputs.get(socket) is not None:
+                from ..utils import reuse  # on first run: declaring nodes imports no more than it must
+
                 # Each clip keeps the origin of its batch item: a fal result passed on unchanged goes by URL.
                 clip_lists[socket] = reuse.carry(inputs[socket], audio_io.clips(inputs[socket], self.DISPLAY_NAME,
                                                                                 socket))
