@@ -377,9 +377,8 @@ def test_cost_facts(nodes, name, inputs, clip, seconds):
     values = defaults(cls, **inputs)
     if clip is not None:
         values["audio"] = tone(clip)
-    ((request, _, _),) = node.requests(values)
-    clips = node.planned_clips[0]
-    assert node.billing(request, clips) == {"seconds": seconds, "characters": None}
+    (plan,) = node.requests(values)
+    assert plan.bill == node.billing(plan[0], plan.clips) == {"seconds": seconds, "characters": None}
 
 
 def test_a_raw_result_is_bounded_like_any_other(fal, nodes):
