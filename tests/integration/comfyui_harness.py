@@ -93,10 +93,13 @@ class ComfyUI:
             link.symlink_to(PACK_DIR, target_is_directory=True)
         for folder in ("input", "output", "temp", "user/default"):
             (base / folder).mkdir(parents=True, exist_ok=True)
-        # A returning user: no first-run template browser over the canvas.
+        # A returning user (no first-run template browser over the canvas); screenshots without the minimap and
+        # with text drawn at every zoom level.
         settings = base / "user" / "default" / "comfy.settings.json"
         if not settings.exists():
-            settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+            settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
+                                            "LiteGraph.Canvas.MinFontSizeForLOD": 1,
+                                            "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1}))
         pythonpath = [str(SHIMS)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
         if frontend is not None:
             pythonpath.insert(0, str(frontend))  # first on PYTHONPATH for this start only

@@ -46,9 +46,10 @@ class Editor:
     def pack_problems(self, since=(0, 0)):
         """Console errors/warnings and failed requests since `since` that come from this pack."""
         console = [c for c in self.console[since[0]:] if c[0] in ("error", "pageerror", "warning")
-                   and any(m in c[1] + c[2] for m in PACK_MARKERS)]
+                   and any(m in c[1] + c[2] for m in PACK_MARKERS)
+                   and not ("404" in c[1] and LOCALE_PROBE.search(c[2].split("?")[0]))]
         failed = [f for f in self.failed[since[1]:] if any(m in f[1] for m in PACK_MARKERS)
-                  and not (f[0] == 404 and LOCALE_PROBE.search(f[1].split("?")[0]))]
+                  and not (f[0] in (0, 404) and LOCALE_PROBE.search(f[1].split("?")[0]))]
         return console + failed
 
     def page_errors(self, since=(0, 0)):
@@ -60,13 +61,16 @@ class Editor:
                 [workflow, name])
         self.page.wait_for_timeout(300)
 
-    def missing_nodes(self, workflow: dict):
-        """Node types of the workflow the editor does not know, and nodes it loaded as broken placeholders."""
+    def missing_nodes(self, workflow: dict, pack_types):
+        """Node types of the workflow the editor does not know, nodes it loaded as placeholders, and pack nodes it
+        marked as having errors. (A core LoadAudio naming a file the user has not uploaded yet is flagged by the
+        editor too; that is the template asking for the user's file, not a broken node.)"""
         types = sorted({n["type"] for n in workflow["nodes"]})
-        return self.js("""(types) => ({
+        return self.js("""([types, pack]) => ({
             unknown: types.filter(t => !LiteGraph.registered_node_types[t]),
-            broken: app.graph.nodes.filter(n => n.has_errors || !LiteGraph.registered_node_types[n.type]).map(n => n.type),
-            loaded: app.graph.nodes.length})""", types)
+            broken: app.graph.nodes.filter(n => !LiteGraph.registered_node_types[n.type]
+                                                || (n.has_errors && pack.includes(n.type))).map(n => n.type),
+            loaded: app.graph.nodes.length})""", [types, list(pack_types)])
 
     def to_api_prompt(self) -> dict:
         """What the editor itself sends to POST /prompt for the open workflow (app.graphToPrompt)."""
@@ -102,8 +106,11 @@ class Editor:
             for (const n of nodes) { x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 30);
                                      x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]); }
             const canvas = app.canvas.canvas, ds = app.canvas.ds;
-            const scale = Math.min(canvas.width / (x1 - x0 + 80), canvas.height / (y1 - y0 + 80), 1.0) / (window.devicePixelRatio || 1);
-            ds.scale = scale; ds.offset = [-x0 + 40, -y0 + 40];
+            // Room for the editor's own bars: the sidebar on the left, the menu and Run button at the top.
+            const [left, top, right, bottom] = [80, 110, 30, 30];
+            const width = canvas.clientWidth - left - right, height = canvas.clientHeight - top - bottom;
+            const scale = Math.min(width / (x1 - x0), height / (y1 - y0), 1.0);
+            ds.scale = scale; ds.offset = [left / scale - x0, top / scale - y0];
             app.canvas.setDirty(true, true); app.canvas.draw(true, true);
         }""")
         self.page.wait_for_timeout(500)
@@ -115,11 +122,12 @@ class Editor:
     def open_node_help(self, node_type):
         """Select a node of this type and open its help (Node Info) the way a user does; the panel's text."""
         self.js("""(type) => {
-            const node = app.graph.nodes.find(n => n.type === type);
-            app.canvas.deselectAll && app.canvas.deselectAll();
+            app.graph.clear();
+            const ds = app.canvas.ds; ds.scale = 1; ds.offset = [0, 0];
+            const node = LiteGraph.createNode(type); node.pos = [420, 260]; app.graph.add(node);
             app.canvas.selectNode(node); app.canvas.setDirty(true, true);
         }""", node_type)
-        self.page.wait_for_timeout(300)
+        self.page.wait_for_timeout(500)
         self.page.locator("[data-testid=info-button]").first.click()
 
     def wait_for_text(self, text, timeout=15.0):
