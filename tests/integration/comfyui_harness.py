@@ -27,8 +27,6 @@ SHIMS = SHARED / "shims" / "torchvision_torchaudio"
 NEWEST_FRONTEND = "comfyui-frontend-package==1.58.1"
 CHROMIUM = Path("/usr/bin/chromium")
 READY_TIMEOUT = 180.0
-# The test tone the emulator answers with (tests/fal_emulator.py encode_sine): what every output must carry.
-EMULATOR_TONE_HZ = 440.0
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
 

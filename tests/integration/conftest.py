@@ -25,9 +25,11 @@ def pack_nodes():
     return load_pack().NODE_CLASS_MAPPINGS
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fal(emulator_session, pack_nodes):
-    """The emulator ComfyUI talks to, reset, answering every model of the pack like the real service."""
+    """The emulator the ComfyUI servers talk to, answering every model of the pack like the real service.
+    Never reset while they run: like fal, it keeps the files a server uploaded (a server reuses an upload's URL),
+    so the tests count the requests each of them adds."""
     from test_workflows import serve_every_model
 
     emulator_session.reset()
@@ -42,22 +44,24 @@ def _start(tmp_path_factory, main, emulator, name, frontend=None):
 
 
 @pytest.fixture(scope="session")
-def server(comfyui_main, emulator_session, tmp_path_factory):
+def server(comfyui_main, fal, tmp_path_factory):
     """ComfyUI v0.21.0 with the frontend it pins."""
-    server = _start(tmp_path_factory, comfyui_main, emulator_session, "comfyui")
+    server = _start(tmp_path_factory, comfyui_main, fal, "comfyui")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def server_newest(comfyui_main, emulator_session, tmp_path_factory):
+def server_newest(comfyui_main, fal, tmp_path_factory):
     """The same ComfyUI started with comfyui-frontend-package 1.58.1 first on PYTHONPATH."""
-    server = _start(tmp_path_factory, comfyui_main, emulator_session, "comfyui-newest", frontend=newest_frontend())
+    server = _start(tmp_path_factory, comfyui_main, fal, "comfyui-newest", frontend=newest_frontend())
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
+# Playwright's sync API keeps an asyncio loop running in this thread while it is open, and the unit tests
+# call asyncio.run(): so the browser lives per module, never across the whole session.
+@pytest.fixture(scope="module")
 def browser(comfyui_main):
     from playwright.sync_api import sync_playwright
 
@@ -69,7 +73,7 @@ def browser(comfyui_main):
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def editor(browser, server):
     from editor import Editor
 
@@ -78,7 +82,7 @@ def editor(browser, server):
     editor.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def editor_newest(browser, server_newest):
     from editor import Editor
 

@@ -49,6 +49,16 @@ def keep_screenshot(editor, tmp_path, name):
     return path
 
 
+def test_the_editor_loads_the_pack_without_an_error(ui):
+    """From the first request on: every file of the pack's WEB_DIRECTORY that the editor loads (web extensions,
+    their imports) arrives and runs without a console error."""
+    assert ui.pack_problems((0, 0)) == []
+    scripts = [u for u in ui.server.get("/extensions") if u.startswith(f"/extensions/{PACK_FOLDER}/")]
+    for script in scripts:
+        assert ui.js("(url) => performance.getEntriesByType('resource').some(e => e.name.endsWith(url))", script), \
+            f"the editor never loaded {script}"
+
+
 def test_every_pack_node_is_created_and_drawn_with_its_widgets(ui, pack_nodes, tmp_path):
     types = pack_types(ui.server)
     assert sorted(types) == sorted(pack_nodes), "ComfyUI registered other nodes than the pack declares"
@@ -115,19 +125,61 @@ def test_every_node_help_page_shows_in_the_help_panel(ui, pack_nodes, tmp_path):
     assert ui.pack_problems(since) == []
 
 
-def test_price_badges_show(ui):
-    """The cost helper's price badges (a web extension under web/js/, fed by a server route). Until that
-    extension is on main this only checks there is none to load; the badge assertions belong here."""
+def badges(ui, ids):
+    """{node id: the badge text the pack's extension drew on that node's title} (None: nothing drawn yet)."""
+    drawn = ui.js("(ids) => ids.map(id => app.graph.getNodeById(id).falPriceDrawn ?? null)", ids)
+    return dict(zip(ids, drawn))
+
+
+def wait_for_badges(ui, ids, expected=None, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    drawn = {}
+    while time.monotonic() < deadline:
+        ui.js("() => app.canvas.draw(true, true)")
+        drawn = badges(ui, ids)
+        if all(drawn.values()) and (expected is None or drawn == expected):
+            return drawn
+        time.sleep(0.3)
+    return drawn
+
+
+def test_price_badges_show(ui, pack_nodes, tmp_path):
+    """The price badge extension (web/js/) draws the estimate of the pack's route (POST /fal_audio/estimate) on
+    every paid node's title, and asks again when a widget changes; free nodes get none."""
     scripts = sorted((PACK_DIR / "web" / "js").glob("*.js")) if (PACK_DIR / "web" / "js").is_dir() else []
-    if not scripts:
-        pytest.skip("no price-badge extension yet: web/js/ has no script (the cost helper adds it)")
+    assert scripts, "no price-badge extension in web/js/"
     served = ui.server.get("/extensions")
-    for script in scripts:
-        assert f"/extensions/{PACK_FOLDER}/js/{script.name}" in served
+    assert f"/extensions/{PACK_FOLDER}/js/fal_audio_price.js" in served, served
     since = ui.mark()
-    ui.page.reload()
-    ui.page.wait_for_function("() => window.app && window.app.graph", timeout=120_000)
-    ui.page.wait_for_timeout(1000)
+    paid = ["FalAudioLyria2", "FalAudioAceStep"]
+    free = [name for name in ("FalAudioClient", "FalAudioWaveform") if name in pack_nodes]
+    ui.page.set_viewport_size({"width": 1400, "height": 800})
+    ui.create_nodes(paid + free, columns=4)
+    ui.fit_view()
+    ids = ui.js("(types) => types.map(t => String(app.graph.nodes.find(n => n.type === t).id))", paid + free)
+    paid_ids, free_ids = ids[:len(paid)], ids[len(paid):]
+
+    def route(changes=None):
+        nodes = ui.js("""([ids, changes]) => ids.map(id => { const n = app.graph.getNodeById(id); const w = {};
+            for (const x of n.widgets || []) if (['string','number','boolean'].includes(typeof x.value)) w[x.name] = x.value;
+            return {id: String(id), type: n.type, widgets: {...w, ...(changes || {})}}; })""", [paid_ids, changes])
+        answer = ui.server.post("/fal_audio/estimate", {"nodes": nodes})["estimates"]
+        return {str(k): v["text"] for k, v in answer.items()}
+
+    expected = route()
+    assert sorted(expected) == sorted(paid_ids) and all("$" in t for t in expected.values()), expected
+    drawn = wait_for_badges(ui, paid_ids, expected)
+    assert drawn == expected, f"badges drawn {drawn}, route says {expected}"
+    assert all(v is None for v in badges(ui, free_ids).values()), "a free node got a price badge"
+    keep_screenshot(ui, tmp_path, "badges.png" if ui.server.frontend is None else "badges-frontend-1.58.png")
+    # A longer song costs more: the badge follows the widget.
+    ace = paid_ids[1]
+    ui.js("(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'duration'); w.value = 240; "
+          "app.canvas.setDirty(true, true); }", ace)
+    longer = route()
+    assert longer[ace] != expected[ace], (longer, expected)
+    assert wait_for_badges(ui, paid_ids, longer)[ace] == longer[ace]
+    ui.page.set_viewport_size({"width": 1600, "height": 1000})
     assert ui.pack_problems(since) == []
 
 
