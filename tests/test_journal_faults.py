@@ -164,22 +164,29 @@ def test_a_second_process_waits_for_a_live_owner_instead_of_paying_again(fal, no
     assert len(fal.submissions) == 1  # the second process followed the first one's request
 
 
-def test_the_claim_of_a_dead_process_is_taken_over_at_once(fal, nodes, shared_dirs):
-    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=1.0, rate=48000, channels=2))
-    node = nodes[LYRIA]
+def claim_in_another_process(node, prompt: str, data_dir, then: str) -> str:
+    """Python code for a second process that claims the identity of `node` run with `prompt` in the shared
+    journal, then runs `then`."""
     job_module = pack_module("utils.job")
-    planned = node().requests(defaults(node, prompt="dead owner"))
+    planned = node().requests(defaults(node, prompt=prompt))
     identity = job_module.Job(node.ENDPOINT, planned[0][0], job_module.CallOptions(), None,
                               take_key=planned[0][1]).identity
-    data_dir, _ = shared_dirs
-    script = (
+    return (
         "import os, sys\n"
         f"sys.path.insert(0, r'{PACK_DIR / 'tests'}')\n"
         "from support import pack_module\n"
         "journal = pack_module('utils.journal')\n"
-        f"assert journal.Journal(r'{data_dir / 'journal.sqlite3'}').claim('{identity}', 'fal-ai/lyria2') is None\n"
-        "os.kill(os.getpid(), 9)  # dies mid-submit, before anything reached fal\n"
+        f"assert journal.Journal(r'{data_dir / 'journal.sqlite3'}').claim('{identity}', '{node.ENDPOINT}') is None\n"
+        + then
     )
+
+
+def test_the_claim_of_a_dead_process_is_taken_over_at_once(fal, nodes, shared_dirs):
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=1.0, rate=48000, channels=2))
+    node = nodes[LYRIA]
+    data_dir, _ = shared_dirs
+    script = claim_in_another_process(node, "dead owner", data_dir,
+                                      "os.kill(os.getpid(), 9)  # dies mid-submit, before anything reached fal\n")
     subprocess.run([sys.executable, "-c", script], env=dict(os.environ), check=False)
     assert rows(data_dir / "journal.sqlite3") == [("submitting", None)]
     started = time.monotonic()
@@ -191,20 +198,10 @@ def test_the_claim_of_a_dead_process_is_taken_over_at_once(fal, nodes, shared_di
 def test_a_live_owner_is_waited_for_until_it_is_gone(fal, nodes, shared_dirs):
     fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=1.0, rate=48000, channels=2))
     node = nodes[LYRIA]
-    job_module = pack_module("utils.job")
-    planned = node().requests(defaults(node, prompt="live owner"))
-    identity = job_module.Job(node.ENDPOINT, planned[0][0], job_module.CallOptions(), None,
-                              take_key=planned[0][1]).identity
     data_dir, _ = shared_dirs
-    script = (
-        "import sys, time\n"
-        f"sys.path.insert(0, r'{PACK_DIR / 'tests'}')\n"
-        "from support import pack_module\n"
-        "journal = pack_module('utils.journal')\n"
-        f"assert journal.Journal(r'{data_dir / 'journal.sqlite3'}').claim('{identity}', 'fal-ai/lyria2') is None\n"
-        "print('claimed', flush=True)\n"
-        "sys.stdin.readline()\n"  # holds the claim until told to go (then exits without releasing it)
-    )
+    # Holds the claim until told to go (then exits without releasing it).
+    script = claim_in_another_process(node, "live owner", data_dir,
+                                      "print('claimed', flush=True)\nsys.stdin.readline()\n")
     owner = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
