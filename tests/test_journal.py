@@ -277,6 +277,29 @@ def test_concurrent_claims_let_exactly_one_writer_submit(tmp_path):
     assert claimed == list(range(20))  # every identity claimed once, never twice
 
 
+def test_a_claim_is_held_from_the_moment_another_connection_can_see_it(tmp_path, monkeypatch):
+    # Another connection of this process that reads our fresh claim must find it held by a live task of
+    # ours; a claim it could see before we marked it held looked "left by a task that is gone" and was
+    # taken over: two submits.
+    journal = pack_module("utils.journal")
+    path = tmp_path / "journal.sqlite3"
+    original_hold, rival = journal.Journal._hold, {}
+
+    def hold_while_a_rival_claims(self, key):
+        if not rival:
+            def claim_too():
+                rival["entry"] = journal.Journal(path).claim(key, "fal-ai/x")
+            rival["thread"] = threading.Thread(target=claim_too)
+            rival["thread"].start()
+            rival["thread"].join(0.5)  # it runs now, or waits for our transaction
+        original_hold(self, key)
+
+    monkeypatch.setattr(journal.Journal, "_hold", hold_while_a_rival_claims)
+    assert journal.Journal(path).claim("identity-1", "fal-ai/x") is None
+    rival["thread"].join(10)
+    assert rival["entry"] is not None and rival["entry"].state == "submitting"  # it waits, it does not submit
+
+
 def test_a_torn_write_leaves_the_journal_usable(tmp_path):
     journal = pack_module("utils.journal")
     path = tmp_path / "journal.sqlite3"

@@ -296,6 +296,7 @@ class Journal:
         conn = self._connect()
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
+        held = False
         try:
             entry = self._row(conn, key)
             reusable = entry is not None and (
@@ -310,12 +311,16 @@ class Journal:
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (key, endpoint, SUBMITTING, OWNER, now, now, now + LEASE_SECONDS),
                 )
+                # Held before the commit: from the moment another connection of this process can see the
+                # claim, it must find it held by a live task of ours, not "left by a task that is gone".
+                self._hold(key)
+                held = True
             conn.execute("COMMIT")
         except BaseException:
+            if held:
+                self._let_go(key)
             conn.execute("ROLLBACK")
             raise
-        if not reusable:
-            self._hold(key)
         return entry if reusable else None
 
     def _hold(self, key: str) -> None:
