@@ -470,6 +470,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self._send(_Response(403, f"fal emulator refuses to tunnel to {self.path}".encode(), "text/plain"),
                        close=True)
             return
+        with self.server.emulator._lock:
+            self.server.emulator.tunnels.append(host)
         self.send_response(200, "Connection established")
         self.end_headers()
         self.wfile.flush()
@@ -644,6 +646,7 @@ class FalEmulator:
             self.uploads: list[Upload] = []
             self.downloads: list[str] = []
             self.requests: list[tuple[str, str]] = []
+            self.tunnels: list[str] = []  # host of every CONNECT (one per new client connection)
             self._jobs: dict[str, Job] = {}
             self._handlers: dict[str, Callable[[dict], Any]] = {}
             self._timings: dict[str | None, Timing] = {None: Timing()}

@@ -28,6 +28,10 @@ DOWNLOAD_BACKOFF = 0.2
 
 _clients: dict = {}
 _http_clients: dict = {}
+# The network loop's clients, for one environment at a time (see network_clients).
+_net_clients: dict = {}
+_net_lock = threading.Lock()
+_net: dict = {}
 _ssl_contexts: dict = {}
 _ssl_lock = threading.Lock()
 
@@ -43,6 +47,99 @@ def per_loop(cache: dict) -> dict:
     for stale in [other for other in cache if other.is_closed()]:
         del cache[stale]
     return cache.setdefault(loop, {})
+
+
+# What an httpx client reads from the environment when it is built: proxies and trusted CAs.
+_CLIENT_ENVIRONMENT = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+                       "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def network_loop() -> asyncio.AbstractEventLoop:
+    """The process-wide event loop (in its own daemon thread) that owns the submit, result and
+    download connections.
+
+    ComfyUI runs every prompt in a new event loop, and an httpx client belongs to the loop that
+    built it: with per-loop clients every prompt opened new proxy tunnels and TLS connections to
+    the queue and the file host. Calls made through `on_network` keep them alive across prompts
+    (within httpx's keep-alive expiry). Started on first use, again after a fork.
+    """
+    with _net_lock:
+        loop, thread = _net.get("loop"), _net.get("thread")
+        if loop is None or loop.is_closed() or thread is None or not thread.is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="fal-audio-network", daemon=True)
+            thread.start()
+            _net.update(loop=loop, thread=thread)
+            _net_clients.clear()
+        return loop
+
+
+async def on_network(coro):
+    """Await `coro`, run on the network loop, from the caller's loop, as if awaited directly.
+
+    Cancelling the caller cancels the network-side task, and the caller's await ends only once
+    that task has ended (its cleanup done), as with a direct await; the CancelledError then goes
+    on. A step the caller shields (utils.aio.finish) is never cancelled, so it runs to its end.
+    An exception of `coro` is raised as is.
+    """
+    caller = asyncio.get_running_loop()
+    net = network_loop()
+    if caller is net:
+        return await coro
+    ended = caller.create_future()
+    started: list = []
+
+    def report(task) -> None:
+        def settle() -> None:
+            if not ended.done():
+                ended.set_result(task)
+        try:
+            caller.call_soon_threadsafe(settle)
+        except RuntimeError:  # the caller's loop is closed: nobody waits for this any more
+            pass
+
+    def start() -> None:
+        task = net.create_task(coro)
+        started.append(task)
+        task.add_done_callback(report)
+
+    net.call_soon_threadsafe(start)
+    cancelled = False
+    while True:
+        try:
+            task = await asyncio.shield(ended)
+            break
+        except asyncio.CancelledError:
+            if not cancelled:  # start() runs before this (FIFO), so the task exists by then
+                cancelled = True
+                net.call_soon_threadsafe(lambda: started[0].cancel())
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
+def _in_caller(callback):
+    """`callback` (e.g. a progress report) called from the network loop, run in the caller's loop."""
+    if callback is None:
+        return None
+    caller = asyncio.get_running_loop()
+
+    def hop(*args) -> None:
+        try:
+            caller.call_soon_threadsafe(lambda: callback(*args))
+        except RuntimeError:
+            pass
+    return hop
+
+
+def network_clients() -> dict:
+    """The network loop's clients for the current environment. Clients built under another
+    environment (tests start an emulator with a new proxy each time) are closed."""
+    where = tuple(os.environ.get(name) for name in _CLIENT_ENVIRONMENT)
+    for stale in [other for other in _net_clients if other != where]:
+        for client in _net_clients.pop(stale).values():
+            asyncio.get_running_loop().create_task(client.aclose())
+    return _net_clients.setdefault(where, {})
 
 
 def _client(key: str):
@@ -85,7 +182,8 @@ def _http(key: str = "", lane: str = ""):
     fetch right after completion reuses it instead of opening a new TLS connection."""
     import httpx
 
-    clients = per_loop(_http_clients)
+    on_net = _net.get("loop") is asyncio.get_running_loop()
+    clients = network_clients() if on_net else per_loop(_http_clients)
     if (key, lane) not in clients:
         headers = {"Authorization": f"Key {key}"} if key else {}
         clients[(key, lane)] = httpx.AsyncClient(headers=headers, follow_redirects=not key, verify=ssl_context(),
@@ -177,6 +275,9 @@ class Gateway:
         return await _client(self.key).upload(data, content_type, file_name)
 
     async def submit(self, endpoint: str, arguments: dict) -> str:
+        return await on_network(self._submit(endpoint, arguments))
+
+    async def _submit(self, endpoint: str, arguments: dict) -> str:
         """POST the request to fal's queue and return its request id.
 
         Not fal_client's submit(): that one retries every transport error, including a
@@ -237,6 +338,9 @@ class Gateway:
                     yield _status(json.loads(line[5:]))
 
     async def result(self, endpoint: str, request_id: str) -> dict:
+        return await on_network(self._result(endpoint, request_id))
+
+    async def _result(self, endpoint: str, request_id: str) -> dict:
         """GET the finished request's response (not handle.get(), which polls the status again)."""
         response = await _http(self.key).get(queue_url(endpoint, request_id))
         if not response.is_success:
@@ -247,6 +351,9 @@ class Gateway:
         await (await self._handle(endpoint, request_id)).cancel()
 
     async def probe(self, url: str) -> bool:
+        return await on_network(self._probe(url))
+
+    async def _probe(self, url: str) -> bool:
         """Does the file server still serve `url`? One ranged GET of its first byte, without the
         fal key (file URLs are public); any failure counts as no."""
         try:
@@ -275,7 +382,7 @@ class Gateway:
 
                 partial.write_bytes(decode_data_uri(url))
             else:
-                await _fetch(url, partial, on_progress)
+                await on_network(_fetch(url, partial, _in_caller(on_progress)))
             if partial.stat().st_size == 0:
                 raise NotDownloadable("the file is empty (0 bytes)")
             os.replace(partial, destination)
