@@ -238,7 +238,8 @@ class Bench:
                              median(floors), OVERHEAD_LIMIT, "s",
                              f" (download {median(downloads):.3f} on a warm connection + decode "
                              f"{median(decodes):.3f})")
-        report.against_floor("the same, against a GET on a new connection (as a prompt's new loop needed before the network loop) + decode",
+        report.against_floor("the same, against a GET on a new connection (as a prompt's new loop needed "
+                             "before the network loop) + decode",
                              median(overheads), median(colds), OVERHEAD_LIMIT, "s")
         report.against_target("completion noticed late: wall − run − download/decode", median(late),
                               LATE_TARGET_S, "s")
