@@ -32,6 +32,7 @@ _http_clients: dict = {}
 _net_clients: dict = {}
 _net_lock = threading.Lock()
 _net: dict = {}
+_closing: set = set()
 _ssl_contexts: dict = {}
 _ssl_lock = threading.Lock()
 
@@ -138,7 +139,9 @@ def network_clients() -> dict:
     where = tuple(os.environ.get(name) for name in _CLIENT_ENVIRONMENT)
     for stale in [other for other in _net_clients if other != where]:
         for client in _net_clients.pop(stale).values():
-            asyncio.get_running_loop().create_task(client.aclose())
+            closing = asyncio.get_running_loop().create_task(client.aclose())
+            _closing.add(closing)  # a task nobody references may be collected before it ends
+            closing.add_done_callback(_closing.discard)
     return _net_clients.setdefault(where, {})
 
 
