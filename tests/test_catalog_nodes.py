@@ -10,7 +10,8 @@ import torch
 
 from fal_emulator import encode_sine
 from support import defaults, pack_module, run_node
-from test_models import assert_decodes_to, peak_hz, tone, upload_for, widget_default, widget_names
+from test_models import (assert_decodes_to, assert_two_takes_sent, peak_hz, tone, upload_for, widget_default,
+                         widget_names)
 
 MODULES = ("elevenlabs_v2", "minimax_v26", "stable_audio", "lyria3")
 SFX_TEXT = "Spacious braam suitable for high-impact movie trailer moments"
@@ -151,16 +152,7 @@ def test_every_widget_changed(fal, nodes, name):
         clips = {socket: tone(2.0, channels=2) for socket in spec.get("sockets", {})}
         (audio, *_) = run_node(cls, **inputs, **clips)
         assert audio["waveform"].shape[0] == 2
-        payloads = [s.payload for s in fal.submissions]
-        expected = [dict(want), dict(want)]
-        if spec.get("seeded"):
-            payloads.sort(key=lambda p: p["seed"])
-            expected[0]["seed"], expected[1]["seed"] = 1234, 1235
-        for payload, one in zip(payloads, expected):
-            for socket, (field, _) in spec.get("sockets", {}).items():
-                one[field] = payload.get(field)
-                assert_decodes_to(upload_for(fal, one[field]).data, clips[socket])
-        assert payloads == expected
+        assert_two_takes_sent(fal, want, spec.get("seeded"), spec.get("sockets", {}), clips)
     assert changed == set(widget_names(cls)), "every widget must be changed in this test"
 
 

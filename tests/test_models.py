@@ -226,15 +226,21 @@ def test_every_widget_changed(fal, nodes, name):
         clips = {"reference_audio": tone(15.5, channels=2)}
     (audio, *_) = run_node(cls, **custom, **clips)
     assert audio["waveform"].shape[0] == 2
+    assert_two_takes_sent(fal, spec["custom_payload"], name in SEEDED, spec.get("sockets", {}), clips)
+
+
+def assert_two_takes_sent(fal, want: dict, seeded: bool, sockets: dict, clips: dict):
+    """fal received `want` twice (takes=2 from seed 1234: seeds 1234 and 1235 where the model takes one),
+    each audio socket's field holding an upload of exactly the clip wired in."""
     payloads = [s.payload for s in fal.submissions]
-    expected = [dict(spec["custom_payload"]), dict(spec["custom_payload"])]
-    if name in SEEDED:
+    expected = [dict(want), dict(want)]
+    if seeded:
         payloads.sort(key=lambda p: p["seed"])
         expected[0]["seed"], expected[1]["seed"] = 1234, 1235
-    for payload, want in zip(payloads, expected):
-        for socket, (field, _) in spec.get("sockets", {}).items():
-            want[field] = payload.get(field)
-            assert_decodes_to(upload_for(fal, want[field]).data, clips[socket])
+    for payload, one in zip(payloads, expected):
+        for socket, (field, _) in sockets.items():
+            one[field] = payload.get(field)
+            assert_decodes_to(upload_for(fal, one[field]).data, clips[socket])
     assert payloads == expected
 
 
