@@ -71,6 +71,24 @@ class FakeComfy:
     def interrupt(self):
         self.interrupt_requested = True
 
+    def cancel_once_submitted(self, fal, delay: float = 0.3) -> dict:
+        """Press Cancel, from another thread, `delay` seconds after fal has a request. Returns a dict that
+        holds the monotonic time of the press under "at"."""
+        import threading
+        import time
+
+        pressed = {}
+
+        def press():
+            while not fal.submissions:
+                time.sleep(0.01)
+            time.sleep(delay)
+            self.interrupt()
+            pressed["at"] = time.monotonic()
+
+        threading.Thread(target=press, daemon=True).start()
+        return pressed
+
     def texts(self):
         return [text for _, text in self.progress_texts]
 

@@ -209,18 +209,8 @@ def test_cost_estimate_uses_the_endpoints_price(fal, node, comfy):
 
 
 def test_cancel_while_queued_cancels_the_request_on_fal(fal, node, comfy):
-    import threading
-    import time
-
     fal.set_timing("someone/slow-app", stuck_in_queue=True)
-
-    def press():
-        while not fal.submissions:
-            time.sleep(0.01)
-        time.sleep(0.3)
-        comfy.interrupt()
-
-    threading.Thread(target=press, daemon=True).start()
+    comfy.cancel_once_submitted(fal)
     with pytest.raises(comfy.InterruptProcessingException):
         run_node(node, unique_id="3", **defaults(node, endpoint="someone/slow-app", arguments='{"a": 1}'))
     assert fal.cancels == [fal.submissions[0].request_id]

@@ -4,9 +4,7 @@ cancel at $0, the daily limit (also under two nodes at once and across a restart
 
 import asyncio
 import json
-import logging
 import math
-import threading
 import time
 
 import pytest
@@ -309,14 +307,7 @@ def test_submit_refused_by_fal_costs_nothing(fal, nodes, comfy):
 
 def test_cancel_costs_nothing_and_says_what_was_paid(fal, nodes, comfy):
     fal.set_timing("fal-ai/lyria2", run_seconds=30.0)
-
-    def press():
-        while not fal.submissions:
-            time.sleep(0.01)
-        time.sleep(0.3)
-        comfy.interrupt()
-
-    threading.Thread(target=press, daemon=True).start()
+    comfy.cancel_once_submitted(fal)
     with pytest.raises(comfy.InterruptProcessingException):
         lyria(nodes)
     assert fal.cancels == [fal.submissions[0].request_id]

@@ -103,19 +103,10 @@ def test_progress_shows_queue_running_log_and_download(fal, nodes, comfy):
 
 def test_cancel_reaches_fal_within_a_second(fal, nodes, comfy):
     fal.set_timing("fal-ai/lyria2", run_seconds=30)
-    import threading
-
-    def press_cancel():
-        while not fal.submissions:
-            time.sleep(0.02)
-        time.sleep(0.3)
-        comfy.interrupt()
-        press_cancel.at = time.monotonic()
-
-    threading.Thread(target=press_cancel, daemon=True).start()
+    pressed = comfy.cancel_once_submitted(fal)
     with pytest.raises(comfy.InterruptProcessingException):
         run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="x"))
-    assert time.monotonic() - press_cancel.at < 1.0
+    assert time.monotonic() - pressed["at"] < 1.0
     assert fal.cancels == [fal.submissions[0].request_id]
 
 
