@@ -53,3 +53,15 @@ def defaults(node_class, **overrides):
             values[name] = opts["default"]
     values.update(overrides)
     return values
+
+
+# Lyria 2 is the plainest paid node: the money-safety tests run it, and steer the emulator by these patterns.
+LYRIA = "FalAudioLyria2"
+SUBMIT = r"queue\.fal\.run/fal-ai/lyria2$"
+RESULT = r"queue\.fal\.run/fal-ai/lyria2/requests/[^/]+$"
+FILES = r"v3\.fal\.media/files/"
+
+
+def lyria(nodes, prompt: str = "money test", unique_id: str = "1", **inputs):
+    """Run the Lyria 2 node with its defaults, as ComfyUI would."""
+    return run_node(nodes[LYRIA], unique_id=unique_id, **defaults(nodes[LYRIA], prompt=prompt, **inputs))

@@ -13,18 +13,10 @@ import time
 import pytest
 import torch
 
-from support import PACK_DIR, defaults, pack_module, run_node
 from fal_emulator import EmulatedError
+from support import FILES, LYRIA, PACK_DIR, RESULT, SUBMIT, defaults, lyria, pack_module, run_node
 
-LYRIA = "FalAudioLyria2"
-SUBMIT = r"queue\.fal\.run/fal-ai/lyria2$"
 STATUS = r"/requests/[^/]+/status$"
-RESULT = r"queue\.fal\.run/fal-ai/lyria2/requests/[^/]+$"
-FILES = r"v3\.fal\.media/files/"
-
-
-def lyria(nodes, **inputs):
-    return run_node(nodes[LYRIA], unique_id="1", **defaults(nodes[LYRIA], prompt="money test", **inputs))
 
 
 def interrupt_after(comfy, seconds, when=lambda: True):

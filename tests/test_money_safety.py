@@ -11,17 +11,9 @@ import time
 import pytest
 import torch
 
-from support import CANARY_KEY, defaults, pack_module, run_node
+from support import CANARY_KEY, FILES, LYRIA, RESULT, SUBMIT, defaults, lyria, pack_module, run_node
 
-LYRIA = "FalAudioLyria2"
-SUBMIT = r"queue\.fal\.run/fal-ai/lyria2$"
-RESULT = r"queue\.fal\.run/fal-ai/lyria2/requests/[^/]+$"
 CANCEL = r"/cancel$"
-FILES = r"v3\.fal\.media/files/"
-
-
-def lyria(nodes, **inputs):
-    return run_node(nodes[LYRIA], unique_id="1", **defaults(nodes[LYRIA], prompt="money safety", **inputs))
 
 
 def options(**values):
