@@ -292,6 +292,30 @@ def test_a_claim_is_held_from_the_moment_another_connection_can_see_it(tmp_path,
     assert rival["entry"] is not None and rival["entry"].state == "submitting"  # it waits, it does not submit
 
 
+def test_many_connections_opening_a_brand_new_journal_at_once_all_open_it(tmp_path):
+    # Switching a new file to WAL answers "locked" at once (no busy wait) to all but one of the connections
+    # racing to create it: two prompts or two ComfyUI processes starting on an empty data folder.
+    journal = pack_module("utils.journal")
+    errors = []
+    for round_ in range(30):
+        path = tmp_path / f"round-{round_}" / "journal.sqlite3"
+        start = threading.Barrier(8)
+
+        def open_it():
+            start.wait()
+            try:
+                journal.Journal(path)._connect()
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+
+
 def test_a_torn_write_leaves_the_journal_usable(tmp_path):
     journal = pack_module("utils.journal")
     path = tmp_path / "journal.sqlite3"

@@ -35,6 +35,8 @@ from . import comfy, secrets
 from .errors import FalAudioError
 from .log import get_logger
 from .owner import OWNER, dead_here
+from .wal import locked as _locked
+from .wal import use_wal
 
 log = get_logger("journal")
 
@@ -101,11 +103,6 @@ _renewer: Optional[threading.Thread] = None
 _journals_seen: dict = {}  # path -> Journal, for the lease renewer
 
 
-def _locked(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
-
-
 def _damaged(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, sqlite3.DatabaseError) and any(
@@ -161,8 +158,7 @@ class Journal:
         except (OSError, sqlite3.OperationalError) as exc:
             raise self._unusable(exc) from None
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            use_wal(conn)
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
             if "files" not in columns:

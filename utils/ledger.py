@@ -29,6 +29,7 @@ from . import comfy, secrets
 from .errors import FalAudioError, InvalidInput
 from .log import get_logger
 from .pricing import Charge, money
+from .wal import use_wal
 
 log = get_logger("ledger")
 
@@ -89,20 +90,13 @@ class Ledger:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            for attempt in range(20):
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                try:
-                    # A brand-new file opened by the journal at the same moment can answer "locked"
-                    # at once (switching to WAL does not wait): try again shortly.
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=FULL")
-                    conn.executescript(_SCHEMA)
-                    break
-                except sqlite3.OperationalError:
-                    conn.close()
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.05)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                use_wal(conn)
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
         return conn
 
