@@ -202,6 +202,19 @@ class Job:
             return "IN_PROGRESS"
         return "COMPLETED"
 
+    def next_change(self) -> float:
+        """Seconds until the clock next changes what the status says (a log line appears, the run
+        starts or ends); infinity if nothing is due."""
+        t = self.timing
+        if self.cancelled or t.stuck_in_queue:
+            return math.inf
+        messages = t.log_messages
+        due = [t.queue_seconds, t.queue_seconds + t.run_seconds]
+        due += [t.queue_seconds + t.run_seconds * i / len(messages) for i in range(1, len(messages))]
+        elapsed = self.elapsed()
+        ahead = [moment - elapsed for moment in due if moment > elapsed]
+        return min(ahead) + 0.0005 if ahead else math.inf
+
     def queue_position(self) -> int:
         t = self.timing
         if t.stuck_in_queue:
@@ -1182,7 +1195,9 @@ class FalEmulator:
                 # stuck job doesn't pin this thread forever.
                 conn.wfile.write(b": keep-alive\n\n")
                 last_write = now
-            time.sleep(SSE_POLL_SECONDS)
+            # Wake when the job's state is due to change (as fal pushes an event the moment it happens),
+            # and at least every SSE_POLL_SECONDS for what no clock tells (a cancel, changed timing).
+            time.sleep(min(SSE_POLL_SECONDS, job.next_change()))
         conn.wfile.flush()
 
 

@@ -518,3 +518,23 @@ def test_removed_file_and_odd_request_ids_and_echoed_auth(emu):
     assert response.status_code == 400 and f"Key {KEY}" in response.json()["detail"]
     echoed = base64.b64decode(response.json()["detail"].rsplit(" ", 1)[1].rstrip(")")).decode()
     assert echoed == f"Authorization: Key {KEY}"
+
+
+def test_status_stream_wakes_when_the_job_is_due_to_change(monkeypatch):
+    """The emulator's event stream sleeps until the next moment the status changes (as fal pushes
+    an event the moment it happens), not a fixed tick that would make every completion late."""
+    import fal_emulator
+
+    job = fal_emulator.Job("abcdef12-3456", "fal-ai/x", "fal-ai/x", {}, {},
+                           fal_emulator.Timing(queue_seconds=0.5, run_seconds=1.0, logs=["a", "b"]))
+    now = [job.submitted_at]
+    monkeypatch.setattr(fal_emulator.time, "monotonic", lambda: now[0])
+    assert job.next_change() == pytest.approx(0.5005)  # the run starts
+    now[0] += 0.6
+    assert job.next_change() == pytest.approx(0.4005)  # the second log line at 0.5 + 1.0 / 2
+    now[0] += 0.5
+    assert job.next_change() == pytest.approx(0.4005)  # completion at 1.5
+    now[0] += 0.5
+    assert job.next_change() == float("inf")  # completed: nothing more is due
+    job.cancelled = True
+    assert job.next_change() == float("inf")
