@@ -239,14 +239,19 @@ class FalAudioNode:
             raise invalid(self.DISPLAY_NAME, socket, f"is {length} long{which}, too long: this model takes clips "
                                                      f"of {span}; trim it first")
 
+    def _plan(self, inputs: dict, options: CallOptions) -> list:
+        """The checked requests of this run, once the output folder is known to be usable."""
+        planned = self.requests({**inputs, "fal_client": options})
+        usable_output_folder(options, self.DISPLAY_NAME)
+        return planned
+
     async def generate(self, fal_client: CallOptions = None, unique_id=None, **inputs):
         options = fal_client or CallOptions()
         from ..utils.job import Job, journal
 
         # All validation happens here, before any request; encoding inputs runs off the
         # event loop so other nodes of the prompt keep going meanwhile.
-        planned = await asyncio.to_thread(self.requests, {**inputs, "fal_client": options})
-        await asyncio.to_thread(usable_output_folder, options, self.DISPLAY_NAME)
+        planned = await asyncio.to_thread(self._plan, inputs, options)
         await journal().call(journal().check)  # the data folder can hold the request journal
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
