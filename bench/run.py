@@ -246,6 +246,8 @@ class Bench:
         report.against_target("completion noticed late: wall − run − download/decode", median(late),
                               LATE_TARGET_S, "s")
 
+        self.timeline()
+
         say(f"polls: Lyria 2 node, {POLL_RUN_SECONDS:g} s job, 2 runs")
         emu.set_timing("fal-ai/lyria2", run_seconds=POLL_RUN_SECONDS)
         rates = []
@@ -258,6 +260,62 @@ class Bench:
         say(f"  status calls per second {_list(rates, '.1f')}")
         report.against_target(f"status polls per second ({POLL_RUN_SECONDS:g} s job)", median(rates), POLLS_TARGET,
                               "/s", ".1f")
+
+    def timeline(self) -> None:
+        """Where one prompt's time goes (stderr): each step of the node and of its one request,
+        from the node's start, with the time since the previous mark. The steps are wrapped only
+        for this one extra run (the figures above are from unwrapped runs)."""
+        import contextlib
+        import functools
+
+        marks = []
+
+        def wrap(owner, name: str, label: str, patches: contextlib.ExitStack) -> None:
+            original = getattr(owner, name)
+
+            @functools.wraps(original)
+            async def timed(*args, **kwargs):
+                marks.append((f"{label} >", time.perf_counter()))
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    marks.append((f"{label} <", time.perf_counter()))
+
+            setattr(owner, name, timed)
+            patches.callback(setattr, owner, name, original)
+
+        job = support.pack_module("utils.job", PACK_NAME)
+        journal = support.pack_module("utils.journal", PACK_NAME)
+        gateway = support.pack_module("utils.gateway", PACK_NAME)
+        base = support.pack_module("nodes.base", PACK_NAME)
+        spend = support.pack_module("utils.spend", PACK_NAME)
+        with contextlib.ExitStack() as patches:
+            wrap(base.FalAudioNode, "generate", "node", patches)
+            wrap(spend, "estimate", "estimate", patches)
+            for name in ("_claim", "_submit", "_wait", "_download", "_decode"):
+                wrap(job.Job, name, name.strip("_"), patches)
+            for name in ("submit", "result"):
+                wrap(gateway.Gateway, name, f"{name} (network)", patches)
+            original_call = journal.Journal.call
+
+            async def call(book, op, *args, **kwargs):
+                label = f"journal {getattr(op, '__name__', 'step')}"
+                marks.append((f"{label} >", time.perf_counter()))
+                try:
+                    return await original_call(book, op, *args, **kwargs)
+                finally:
+                    marks.append((f"{label} <", time.perf_counter()))
+
+            journal.Journal.call = call
+            patches.callback(setattr, journal.Journal, "call", original_call)
+            self.node_call(LYRIA, **self.lyria(seed=fresh_seed()))
+        if not marks:
+            return
+        say("  timeline of one more prompt (ms from the node's start; +ms since the previous mark):")
+        start = previous = marks[0][1]
+        for label, moment in marks:
+            say(f"    {1000 * (moment - start):8.1f}  +{1000 * (moment - previous):6.1f}  {label}")
+            previous = moment
 
     # -- 3. concurrency --------------------------------------------------------------
 
