@@ -12,10 +12,11 @@ WEB_DIRECTORY = "./web"
 if __package__:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
     from .utils import comfy as _comfy
-    from .utils.log import get_logger as _get_logger
 
     _problem = _comfy.version_problem()
     if _problem:
+        from .utils.log import get_logger as _get_logger
+
         _get_logger("startup").warning(_problem)
 
     # The price badges' route (web/js/): only when ComfyUI's server is running, a no-op elsewhere.

@@ -5,9 +5,8 @@ The edit nodes take tags/lyrics (and the original seed) as sockets-or-widgets, s
 Limits the docs leave open (marked "pack limit") follow ACE-Step's own UI.
 """
 
-from ..utils.audio import duration
 from . import widgets as w
-from .base import FalAudioNode
+from .base import FalAudioNode, duration
 
 SCHEDULERS = ("euler", "heun")
 GUIDANCE_TYPES = ("cfg", "apg", "cfg_star")

@@ -8,9 +8,6 @@ nodes' machinery: checks before paying, journal, reuse, resume, cancel, progress
 import json
 import re
 
-from ..utils import credentials, endpoint_id, secrets
-from ..utils.json_text import parse_object
-from ..utils.results import MAIN, first_audio_file
 from . import widgets as w
 from .base import FalAudioNode
 
@@ -61,6 +58,9 @@ class FalAnyEndpoint(FalAudioNode):
         }, sent_seed=False)
 
     def requests(self, inputs):
+        from ..utils import credentials, endpoint_id, secrets
+        from ..utils.json_text import parse_object
+
         inputs = dict(inputs)
         endpoint = endpoint_id.check(inputs.pop("endpoint", ""), self.DISPLAY_NAME, "endpoint")
         text = str(inputs.pop("arguments", ""))
@@ -89,6 +89,8 @@ class FalAnyEndpoint(FalAudioNode):
         return {**request, **self.arguments}
 
     def result_files(self, response):
+        from ..utils.results import MAIN, first_audio_file
+
         found = first_audio_file(response)
         if found is None:
             raise ValueError("the response holds no audio file (no File with an audio/* content type or an audio "
@@ -96,6 +98,8 @@ class FalAnyEndpoint(FalAudioNode):
         return {MAIN: found[1]}
 
     def outputs(self, results):
+        from ..utils import secrets
+
         responses = [r.response for r in results]
         text = json.dumps(responses[0] if len(responses) == 1 else responses, indent=2, ensure_ascii=False)
         return super().outputs(results) + (secrets.redact(text),)

@@ -6,18 +6,17 @@ outputs(); everything about transport, journal, progress and cancel lives in uti
 
 import asyncio
 import time
-from typing import Dict
+from typing import TYPE_CHECKING, Dict
 
-from ..utils import audio as audio_io
-from ..utils import comfy, validate
-from ..utils.errors import EndpointGone, invalid
-from ..utils.options import CallOptions, usable_output_folder
-from ..utils.png import image_png
-from ..utils.results import MAIN, file_url
+from ..utils import comfy
 from . import widgets
 
-# utils.job (and through it sqlite3, httpx, fal_client) is imported on first run, not when
-# ComfyUI starts and merely declares the nodes.
+if TYPE_CHECKING:
+    from ..utils.options import CallOptions
+
+# Declaring the nodes compiles only what a declaration needs: every other utils module (audio,
+# errors, options, ...; utils.job and through it sqlite3, httpx, fal_client) is imported where it
+# is used, on a node's first run. A first start (no .pyc) compiles every module it imports.
 
 # Inputs that steer the node rather than being sent to the model.
 CONTROL_INPUTS = ("seed", "takes", "fal_client", "unique_id")
@@ -106,10 +105,14 @@ class FalAudioNode:
         """The files to keep from fal's response: output name -> file URL. The job runner downloads,
         keeps (journal, reuse, resume) and decodes every one into JobResult.audios[name]; the first
         is also JobResult.audio. {} for a text-only result. Raise ValueError if a required file is missing."""
+        from ..utils.results import MAIN, file_url
+
         return {MAIN: file_url(response, self.RESULT_FILE)}
 
     def outputs(self, results: list) -> tuple:
         """The node's sockets from its JobResults (.response, .audio, .audios, .inputs), one per request."""
+        from ..utils import audio as audio_io
+
         return (audio_io.stack([r.audio for r in results]),)
 
     def say(self, text: str) -> None:
@@ -120,6 +123,8 @@ class FalAudioNode:
 
     def check(self, rule_holds: bool, field: str, rule: str) -> None:
         if not rule_holds:
+            from ..utils.errors import invalid
+
             raise invalid(self.DISPLAY_NAME, field, rule)
 
     def _base_request(self, inputs: dict) -> dict:
@@ -165,6 +170,11 @@ class FalAudioNode:
         """Every (request, take_key, label) this run pays for: clips of a batch x takes.
 
         `inputs` may carry the run's CallOptions as "fal_client" (for the per-run request cap)."""
+        from ..utils import audio as audio_io
+        from ..utils import validate
+        from ..utils.options import CallOptions
+        from ..utils.png import image_png
+
         options = inputs.get("fal_client") or CallOptions()
         validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), inputs)
         base = self.prepare(self._base_request(inputs))
@@ -219,6 +229,8 @@ class FalAudioNode:
             return
         socket = next((s for s, c in clip_lists.items() if len(c) == batch), None) if batch > 1 else None
         how = (f"has {batch} clips x {takes} take{'s' if takes > 1 else ''}" if socket else f"is {takes}")
+        from ..utils.errors import invalid
+
         raise invalid(self.DISPLAY_NAME, socket or "takes",
                       f"{how}: this run would make {count} paid requests, more than the {limit} a run may make. "
                       "Raise 'max_requests_per_run' on a connected fal Client node to allow it")
@@ -226,8 +238,11 @@ class FalAudioNode:
     def _check_clip_length(self, socket: str, clip: dict, index: int, count: int) -> None:
         if self.INPUT_SECONDS is None:
             return
+        from ..utils.audio import duration
+        from ..utils.errors import invalid
+
         low, high = self.INPUT_SECONDS
-        seconds = audio_io.duration(clip)
+        seconds = duration(clip)
         which = f" (clip {index + 1} of {count})" if count > 1 else ""
         span = (f"{low:g}-{high:g} s" if low is not None and high is not None
                 else f"at least {low:g} s" if low is not None else f"at most {high:g} s")
@@ -239,15 +254,21 @@ class FalAudioNode:
             raise invalid(self.DISPLAY_NAME, socket, f"is {length} long{which}, too long: this model takes clips "
                                                      f"of {span}; trim it first")
 
-    def _plan(self, inputs: dict, options: CallOptions) -> list:
+    def _plan(self, inputs: dict, options: "CallOptions") -> list:
         """The checked requests of this run, once the output folder is known to be usable."""
+        from ..utils.options import usable_output_folder
+
         planned = self.requests({**inputs, "fal_client": options})
         usable_output_folder(options, self.DISPLAY_NAME)
         return planned
 
-    async def generate(self, fal_client: CallOptions = None, unique_id=None, **inputs):
-        options = fal_client or CallOptions()
+    async def generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
+        from ..utils import audio as audio_io
+        from ..utils.errors import EndpointGone
         from ..utils.job import Job, journal
+        from ..utils.options import CallOptions
+
+        options = fal_client or CallOptions()
 
         # All validation happens here, before any request; encoding inputs runs off the
         # event loop so other nodes of the prompt keep going meanwhile.
@@ -274,6 +295,13 @@ class FalAudioNode:
         for result, plan in zip(results, planned):
             result.inputs = plan.clips
         return self.outputs(results)
+
+
+def duration(clip: dict) -> float:
+    """Seconds of an AUDIO clip, for node files: utils.audio (the codec) is imported on first use."""
+    from ..utils.audio import duration as seconds
+
+    return seconds(clip)
 
 
 async def run_all(jobs: list) -> list:

@@ -4,10 +4,8 @@ never holds the key, so a saved or shared workflow cannot leak it."""
 import math
 import re
 
-from ..utils import validate
-from ..utils.errors import invalid
-from ..utils.options import MAX_REQUESTS_PER_RUN, CallOptions, OutputFolderError, resolve_output_dir
 from . import widgets
+from .widgets import MAX_REQUESTS_PER_RUN
 
 _LOOKS_LIKE_KEY = re.compile(r"[A-Za-z0-9_\-]{6,}:[A-Za-z0-9_\-]{16,}")
 
@@ -59,6 +57,10 @@ class FalClientNode:
 
     def create(self, profile, queue_timeout, overall_timeout, output_dir, daily_spend_limit_usd=0.0,
                max_requests_per_run=MAX_REQUESTS_PER_RUN, max_concurrent_requests=16):
+        from ..utils import validate
+        from ..utils.errors import invalid
+        from ..utils.options import CallOptions, OutputFolderError, resolve_output_dir
+
         validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), {
             "profile": profile, "queue_timeout": queue_timeout, "overall_timeout": overall_timeout,
             "output_dir": output_dir})

@@ -5,9 +5,6 @@ ulaw_8000 and alaw_8000 are headerless samples, so the node states their layout 
 little-endian PCM or G.711, mono, at the format's rate) and the pack decodes them as such.
 """
 
-from ..utils.audio import RawLayout
-from ..utils.json_text import parse_object
-from ..utils.schema import problem
 from . import widgets as w
 from .base import FalAudioNode
 
@@ -22,6 +19,8 @@ AUTO = 0.0  # a length widget at 0: not sent, the model chooses
 
 def raw_layout(output_format: str):
     """The layout of ElevenLabs' headerless formats (codec_rate), None for MP3 / Opus."""
+    from ..utils.audio import RawLayout
+
     codec, _, rest = output_format.partition("_")
     return RawLayout(RAW[codec], int(rest.split("_")[0]), 1) if codec in RAW else None
 
@@ -136,6 +135,9 @@ class ElevenLabsMusic(FalAudioNode):
                    "(set it to 0)")
         self.check(not request.pop("force_instrumental", False), "force_instrumental",
                    "works only with a prompt; with a composition_plan leave it off (give the sections no lines)")
+        from ..utils.json_text import parse_object
+        from ..utils.schema import problem
+
         plan = parse_object(plan_text, self.DISPLAY_NAME, "composition_plan")
         found = problem(plan, COMPOSITION_PLAN)
         if found:

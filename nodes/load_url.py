@@ -2,9 +2,6 @@
 
 import asyncio
 
-from ..utils import audio as audio_io
-from ..utils import validate
-from ..utils.fetch import FetchFailed, display_url, fetch
 from . import widgets as w
 
 DEFAULT_MEGABYTES = 100.0
@@ -32,6 +29,10 @@ class LoadAudioFromURL:
         }}
 
     async def load(self, url, max_megabytes=DEFAULT_MEGABYTES):
+        from ..utils import audio as audio_io
+        from ..utils import validate
+        from ..utils.fetch import FetchFailed, display_url, fetch
+
         name = self.DISPLAY_NAME
         validate.widgets(name, self.INPUT_TYPES(), {"url": url, "max_megabytes": max_megabytes})
         data = await fetch(url, int(float(max_megabytes) * 1_000_000), name)

@@ -1,8 +1,7 @@
 """MiniMax Music: a song in the style of a reference track, singing the given lyrics."""
 
-from ..utils.audio import duration
 from . import widgets as w
-from .base import FalAudioNode
+from .base import FalAudioNode, duration
 
 MAX_LYRICS = 600
 MIN_REFERENCE_SECONDS = 15.0

@@ -1,6 +1,5 @@
 """MiniMax Music v2.6: a whole song (vocals, backing, arrangement) from a style prompt and structured lyrics."""
 
-from ..utils.audio import RawLayout
 from . import widgets as w
 from .base import FalAudioNode
 
@@ -52,5 +51,7 @@ class MiniMaxMusicV26(FalAudioNode):
                    "is required unless is_instrumental or lyrics_optimizer is on")
 
     def raw_layout(self, request):
+        from ..utils.audio import RawLayout
+
         setting = request["audio_setting"]
         return RawLayout("s16le", setting["sample_rate"], PCM_CHANNELS) if setting["format"] == "pcm" else None

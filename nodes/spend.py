@@ -1,8 +1,11 @@
 """The fal Spend node: what the pack has spent on fal, from its ledger (today, last 7 days, per model)."""
 
-from ..utils import comfy
-from ..utils.options import CallOptions
+from typing import TYPE_CHECKING
+
 from . import widgets
+
+if TYPE_CHECKING:
+    from ..utils.options import CallOptions
 
 
 class FalSpend:
@@ -30,8 +33,9 @@ class FalSpend:
     def IS_CHANGED(cls, **kwargs):
         return float("nan")  # never equal to itself: the spend changes between runs, so always re-run
 
-    async def report(self, fal_client: CallOptions = None, unique_id=None):
-        from ..utils import ledger
+    async def report(self, fal_client: "CallOptions" = None, unique_id=None):
+        from ..utils import comfy, ledger
+        from ..utils.options import CallOptions
 
         options = fal_client or CallOptions()
         text, today = ledger.report(options.spend_limit())

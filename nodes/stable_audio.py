@@ -4,9 +4,8 @@ Ranges are those of fal's model pages (seconds 1-190, steps 4-8, guidance 1-25);
 are 44.1 kHz WAV.
 """
 
-from ..utils.audio import duration
 from . import widgets as w
-from .base import FalAudioNode
+from .base import FalAudioNode, duration
 
 MAX_SECONDS = 190
 NOT_SET = 0  # total_seconds at 0: not sent, the input's length is used

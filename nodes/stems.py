@@ -7,10 +7,8 @@ comes out as silence as long as the input, and the progress text says which.
 
 import re
 
-from ..utils import audio as audio_io
-from ..utils.audio import duration
 from . import widgets as w
-from .base import FalAudioNode
+from .base import FalAudioNode, duration
 
 STEMS = ("vocals", "drums", "bass", "other", "guitar", "piano")
 SIX_STEMS = ("htdemucs_6s",)  # the models that also make guitar and piano
@@ -100,6 +98,8 @@ class Demucs(_Separation):
         return files
 
     def outputs(self, results):
+        from ..utils import audio as audio_io
+
         missing = [name for name in STEMS if any(name not in r.audios for r in results)]
         if missing:
             self.say(f"Not returned by the model, output as silence: {', '.join(missing)}")

@@ -6,10 +6,8 @@ transcript, SRT subtitles built from the returned chunks, and the chunks as JSON
 
 import json
 
-from ..utils.audio import duration
-from ..utils.subtitles import srt
 from . import widgets as w
-from .base import FalAudioNode
+from .base import FalAudioNode, duration
 
 AUTO = "auto"  # sent as null: Whisper detects the language
 WHISPER_LANGUAGES = (
@@ -63,6 +61,8 @@ class Wizper(FalAudioNode):
         return {}  # a transcript: nothing to download
 
     def outputs(self, results):
+        from ..utils.subtitles import srt
+
         texts, subtitles, chunks = [], [], []
         for index, result in enumerate(results):
             response = result.response

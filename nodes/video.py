@@ -2,7 +2,6 @@
 
 import math
 
-from ..utils.video import check_frames, encode_mp4, fit_length, frames_seconds
 from . import widgets as w
 from .base import FalAudioNode
 from .mmaudio import SEED_MAX, SETTINGS
@@ -46,6 +45,8 @@ class MMAudioVideoToAudio(FalAudioNode):
         return {"seconds": float(seconds) if seconds else None, "characters": None}
 
     def requests(self, inputs: dict) -> list:
+        from ..utils.video import check_frames, encode_mp4, frames_seconds
+
         inputs = dict(inputs)
         images = check_frames(inputs.pop("images", None), self.DISPLAY_NAME)
         fps = float(inputs.pop("frame_rate", DEFAULT_FPS))
@@ -78,6 +79,8 @@ class MMAudioVideoToAudio(FalAudioNode):
         return planned
 
     async def generate(self, fal_client=None, unique_id=None, **inputs):
+        from ..utils.video import check_frames, fit_length, frames_seconds
+
         (audio,) = await super().generate(fal_client=fal_client, unique_id=unique_id, **inputs)
         images = check_frames(inputs.get("images"), self.DISPLAY_NAME)
         seconds = frames_seconds(images.shape[0], float(inputs.get("frame_rate", DEFAULT_FPS)))

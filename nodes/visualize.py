@@ -1,7 +1,5 @@
 """Audio to Waveform / Audio to Spectrogram: AUDIO in, IMAGE out (one picture per clip)."""
 
-from ..utils import images, validate
-from ..utils.errors import invalid
 from . import widgets as w
 
 AUDIO = w.audio("The audio to draw. A batch of clips gives a batch of images, one per clip.")
@@ -32,6 +30,8 @@ class AudioToWaveform(_AudioPicture):
         }}
 
     def draw(self, audio, width, height, background, foreground):
+        from ..utils import images
+
         name = self.DISPLAY_NAME
         return (images.waveform_images(audio, int(width), int(height), images.parse_colour(background, name,
                 "background"), images.parse_colour(foreground, name, "foreground"), name),)
@@ -44,6 +44,8 @@ class AudioToSpectrogram(_AudioPicture):
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..utils import images
+
         return {"required": {
             "audio": AUDIO,
             "width": WIDTH,
@@ -62,6 +64,9 @@ class AudioToSpectrogram(_AudioPicture):
         }}
 
     def draw(self, audio, width, height, colour_map, db_range, min_frequency, background, foreground):
+        from ..utils import images, validate
+        from ..utils.errors import invalid
+
         name = self.DISPLAY_NAME
         validate.widgets(name, self.INPUT_TYPES(), {"db_range": db_range, "min_frequency": min_frequency})
         if colour_map not in images.COLOUR_MAPS and colour_map != images.TWO_COLOURS:

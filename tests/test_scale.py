@@ -39,6 +39,40 @@ def test_declaring_the_nodes_imports_nothing_heavy():
     assert after_inputs == [], f"listing the nodes' inputs imported {after_inputs}"
 
 
+# The only utils modules importing the pack may pull in. A first start after an install or update (no .pyc)
+# compiles every module the import reaches, so codecs, transport, validation, errors and pricing are imported
+# where a node runs them, never to declare it (issue 13: twice the nodes must still start within budget).
+DECLARATION_UTILS = ["utils", "utils.comfy", "utils.routes"]
+
+
+def test_importing_the_pack_compiles_no_utils_module_a_node_only_needs_when_it_runs():
+    name = "fal-audio-declared"
+    code = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location({name!r}, r'{PACK_DIR / '__init__.py'}')\n"
+        f"m = importlib.util.module_from_spec(spec); sys.modules[{name!r}] = m; spec.loader.exec_module(m)\n"
+        f"print(json.dumps(sorted(n[len({name!r}) + 1:] for n in sys.modules if n.startswith({name!r} + '.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout)
+    assert [n for n in loaded if n.startswith("nodes.")], loaded  # the node modules themselves are imported
+    assert [n for n in loaded if n == "utils" or n.startswith("utils.")] == DECLARATION_UTILS
+
+
+def test_the_fal_client_declares_the_request_cap_callers_get_by_default(nodes):
+    """The fal Client's default cap is declared in nodes.widgets (no utils import to declare it): it must be the
+    one CallOptions falls back to without a fal Client, in the widget and in create()'s signature alike."""
+    options = pack_module("utils.options")
+    client = nodes["FalAudioClient"]
+    assert pack_module("nodes.widgets").MAX_REQUESTS_PER_RUN == options.MAX_REQUESTS_PER_RUN
+    assert options.CallOptions().max_requests_per_run == options.MAX_REQUESTS_PER_RUN
+    assert client.INPUT_TYPES()["required"]["max_requests_per_run"][1]["default"] == options.MAX_REQUESTS_PER_RUN
+    (made,) = run_node(client, profile="", queue_timeout=300.0, overall_timeout=3600.0, output_dir="")
+    assert (made.max_requests_per_run, made.max_concurrent_requests) == (
+        options.MAX_REQUESTS_PER_RUN, options.CallOptions().max_concurrent_requests)
+
+
 # -- many requests at once: a pack-wide cap on requests in flight ------------------------------
 
 LYRIA = "FalAudioLyria2"

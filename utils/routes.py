@@ -13,10 +13,6 @@ outside ComfyUI (tests, scripts) register() does nothing.
 import json
 import sys
 
-from .log import get_logger
-
-log = get_logger("routes")
-
 ESTIMATE_PATH = "/fal_audio/estimate"
 MAX_BODY = 1 << 20
 
@@ -61,7 +57,9 @@ async def answer(node_classes: dict, raw: bytes) -> tuple:
     try:
         estimates = await badges(node_classes, nodes)
     except Exception as exc:  # noqa: BLE001 - a badge must never break the editor
-        log.warning("price badges could not be computed (%s)", type(exc).__name__)
+        from .log import get_logger
+
+        get_logger("routes").warning("price badges could not be computed (%s)", type(exc).__name__)
         return 500, {"error": "price badges could not be computed"}
     # Belt and braces: nothing in the answer may carry a secret.
     return 200, json.loads(redact(json.dumps({"estimates": estimates})))
