@@ -35,7 +35,26 @@ class DecodeLimitExceeded(DecodeError):
 
 def decode(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_SECONDS,
            max_samples: int = MAX_DECODE_SAMPLES) -> dict:
-    """Decode a whole audio file into a [1, C, T] AUDIO at the file's own rate.
+    """Decode a whole audio file into a [1, C, T] AUDIO at the file's own rate, within the decode limits.
+
+    A plain PCM/float WAV is converted by numpy (utils/wav.py: the same samples, several times faster);
+    every other file is decoded by PyAV (decode_av).
+    """
+    try:
+        if _head(source) == b"RIFF":
+            from . import wav
+
+            audio = wav.decode(source, max_seconds, max_samples)
+            if audio is not None:
+                return audio
+    except OSError as exc:
+        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+    return decode_av(source, max_seconds, max_samples)
+
+
+def decode_av(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_SECONDS,
+              max_samples: int = MAX_DECODE_SAMPLES) -> dict:
+    """Decode a whole audio file with PyAV into a [1, C, T] AUDIO at the file's own rate.
 
     Bounded while decoding: decoding stops as soon as the audio passes `max_seconds` or
     `max_samples` (over all channels), whatever the container claims. Samples stream into
@@ -52,6 +71,8 @@ def decode(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_SECO
             if not container.streams.audio:
                 raise DecodeError("the file has no audio stream")
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # FFmpeg has no decoder for it
+                raise DecodeError("the file's audio codec is not one FFmpeg (PyAV) can decode")
             rate = stream.codec_context.sample_rate or stream.rate
             channels = stream.codec_context.channels or len(stream.layout.channels)
             if not rate or rate <= 0 or not channels:
@@ -161,14 +182,16 @@ class _PlanarBuffer:
         return samples
 
 
+def _head(source, count: int = 4) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source[:count])
+    with open(source, "rb") as file:
+        return file.read(count)
+
+
 def _probe_options(source) -> dict:
     """WAV needs no format probing; FFmpeg's default probe reads megabytes of it (~50 ms)."""
-    if isinstance(source, (bytes, bytearray)):
-        head = bytes(source[:4])
-    else:
-        with open(source, "rb") as file:
-            head = file.read(4)
-    return {"probesize": "65536"} if head == b"RIFF" else {}
+    return {"probesize": "65536"} if _head(source) == b"RIFF" else {}
 
 
 # Sample rates an input clip may have (pack limit): below, no model hears anything useful; above,
@@ -387,11 +410,6 @@ def decoder(layout=None):
         return decode
 
     def decode_result(source):
-        if isinstance(source, (bytes, bytearray)):
-            head = bytes(source[:16])
-        else:
-            with open(source, "rb") as file:
-                head = file.read(16)
-        return decode(source) if _has_container(head) else decode_raw(source, layout)
+        return decode(source) if _has_container(_head(source, 16)) else decode_raw(source, layout)
 
     return decode_result
