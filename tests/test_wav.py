@@ -242,7 +242,8 @@ def spdif_wav() -> bytes:
 
 
 @pytest.mark.parametrize("case", ["adpcm", "s/pdif", "dts sync", "24 bits in 32", "20 bits", "block align",
-                                  "second data chunk", "data before fmt", "half floats", "act header"])
+                                  "second data chunk", "data before fmt", "half floats", "act header",
+                                  "a thousand chunks"])
 def test_wavs_ffmpeg_reads_otherwise_go_to_pyav(case):
     s16 = samples("s16", 3000, 2)
     files = {
@@ -258,6 +259,7 @@ def test_wavs_ffmpeg_reads_otherwise_go_to_pyav(case):
         "half floats": lambda: riff(chunk(b"fmt ", struct.pack("<HHIIHHHH", 1, 2, 44100, 44100 * 8, 8, 32, 2, 1)),
                                     chunk(b"data", samples("s32", 3000, 2))),
         "act header": lambda: riff(fmt(1, 1, 8000, 16), chunk(b"data", bytes(212) + b"\x84" + bytes(4000))),
+        "a thousand chunks": lambda: riff(fmt(1, 2, 44100, 16), *[chunk(b"JUNK", b"")] * 1000, chunk(b"data", s16)),
     }
     data = files[case]()
     assert wav.decode(data) is None

@@ -40,6 +40,8 @@ _SPDIF_SYNC = b"\x72\xf8\x1f\x4e"
 _DTS_SYNCS = (b"\x7f\xfe\x80\x01", b"\xfe\x7f\x01\x80", b"\x1f\xff\xe8\x00", b"\xff\x1f\x00\xe8")
 _SPDIF_WINDOW = 1 << 16  # what set_spdif reads from the start of the data
 _PROBE_WINDOW = 1 << 18  # more than FFmpeg's codec probing of 16-bit PCM reads (32 packets, or probesize)
+# Chunks walked before giving the file to PyAV (a real WAV has a handful; a crafted one could have millions).
+_MAX_CHUNKS = 1000
 
 
 class _Layout:
@@ -110,7 +112,7 @@ def _parse(reader) -> Optional[_Layout]:
         return None
     fmt = start = end = None
     position = 12
-    while True:
+    for _ in range(_MAX_CHUNKS):
         header = reader.read(position, 8)
         if len(header) < 8:
             break
@@ -135,6 +137,8 @@ def _parse(reader) -> Optional[_Layout]:
         if following >= size:
             break
         position = following + (following & 1)  # chunks start at even offsets
+    else:
+        return None
     if fmt is None or start is None:
         return None
     if end < size and _more_data(reader, end, size):
@@ -202,13 +206,15 @@ def _act_claims(head: bytes) -> bool:
 def _more_data(reader, position: int, size: int) -> bool:
     """Whether FFmpeg, at the end of the data chunk, finds another 'data' chunk and reads on into it
     (find_tag in wav_read_packet: from exactly the end of the data, without the pad byte)."""
-    while position + 4 <= size:
+    for _ in range(_MAX_CHUNKS):
+        if position + 4 > size:
+            return False
         header = reader.read(position, 8)
         if header[:4] == b"data":
             return True
         length = struct.unpack("<I", header[4:8].ljust(4, b"\0"))[0]
         position += 8 + length + (length & 1)
-    return False
+    return True  # too many to follow: PyAV decides
 
 
 def _convert(reader, layout: _Layout):
