@@ -82,11 +82,13 @@ def decode_av(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_S
             if stated is not None and stated > limit * 1.5:  # clearly over: refuse before decoding anything
                 raise _too_long(stated, rate, channels, max_seconds, max_samples, "the file says it holds")
             buffer = _PlanarBuffer(channels, min(limit, stated + rate // 10) if stated else min(limit, rate * 60))
-            # Resample only the sample format (to planar float), never the rate or layout.
-            resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
+            # Resample only the sample format (to float), never the rate or layout. Planar below 8 channels;
+            # from 8 on, packed (PyAV 18's to_ndarray crashes the process on planar frames of 8+ channels).
+            planar = channels < 8
+            resampler = av.AudioResampler(format="fltp" if planar else "flt", layout=stream.layout.name, rate=rate)
 
             def keep(converted) -> None:
-                block = converted.to_ndarray()
+                block = converted.to_ndarray() if planar else converted.to_ndarray().reshape(-1, channels).T
                 if buffer.frames + block.shape[1] > limit:
                     raise _too_long(buffer.frames + block.shape[1], rate, channels, max_seconds, max_samples,
                                     "decoding passed")
