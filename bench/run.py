@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Performance figures of the fal Audio pack against the local fal emulator.
 
-    python bench/run.py [--runs N]
+    python bench/run.py [--runs N] [--in-process-emulator]
 
-Starts tests/fal_emulator.py's FalEmulator on 127.0.0.1, points the real fal_client at
-it (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE, FAL_KEY), loads the pack the way ComfyUI does
+Starts tests/fal_emulator.py's FalEmulator on 127.0.0.1 in a process of its own (as fal is
+another machine; bench/remote_emulator.py), or with --in-process-emulator in the bench's own
+process (its proxy, TLS and file serving then share the interpreter and its GIL with the pack),
+points the real fal_client at it (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE, FAL_KEY), loads the pack the way ComfyUI does
 (importlib.util.spec_from_file_location under a hyphenated package name) and fakes
 nothing of ComfyUI: only FAL_AUDIO_OUTPUT_DIR and FAL_AUDIO_DATA_DIR point at a temp
 dir, so the kept results and the request journal never touch the user's folders.
@@ -33,8 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(ROOT / "bench"))
 # The tests' loader: the pack imported by file path under a hyphenated name, as ComfyUI does.
 import support  # noqa: E402
+# The emulator in its own process, and the handlers both arrangements install the same way.
+from remote_emulator import RemoteEmulator, job_times, set_file_result, upload_size  # noqa: E402
 
 PACK_NAME = "comfyui-fal-audio-bench"
 KEY = "bench000-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
@@ -225,7 +230,7 @@ class Bench:
         runs = 2 * self.runs  # short runs, and the noisiest figure
         say(f"overhead: Lyria 2 node, {LYRIA_SECONDS:g} s {LYRIA_RATE} Hz stereo WAV, "
             f"{OVERHEAD_RUN_SECONDS:g} s jobs, {runs} runs")
-        emu.set_handler("fal-ai/lyria2", lambda p: emu.file_result(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2))
+        set_file_result(emu, "fal-ai/lyria2", seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2)
         url = emu.audio_file(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2)  # also encodes it once
         emu.set_timing("fal-ai/lyria2", run_seconds=OVERHEAD_RUN_SECONDS)
         # Warm-up: fal_client/httpx/av imports, the loop's client pool, the journal file.
@@ -319,6 +324,12 @@ class Bench:
             self.node_call(LYRIA, **self.lyria(seed=fresh_seed()))
         if not marks:
             return
+        # The emulator's side, on the same clock (CLOCK_MONOTONIC, shared by the two processes).
+        for endpoint, submitted in job_times(self.emu).values():
+            if endpoint == "fal-ai/lyria2" and marks[0][1] <= submitted <= marks[-1][1]:
+                marks.append(("fal: job submitted", submitted))
+                marks.append(("fal: job due to complete", submitted + OVERHEAD_RUN_SECONDS))
+        marks.sort(key=lambda mark: mark[1])
         say("  timeline of one more prompt (ms from the node's start; +ms since the previous mark):")
         start = previous = marks[0][1]
         for label, moment in marks:
@@ -331,7 +342,7 @@ class Bench:
         emu = self.emu
         runs = max(3, self.runs - 2)
         say(f"concurrency: Lyria 2 node, {CONCURRENT_RUN_SECONDS:g} s jobs, {runs} runs each")
-        emu.set_handler("fal-ai/lyria2", lambda p: emu.file_result(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2))
+        set_file_result(emu, "fal-ai/lyria2", seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2)
         emu.set_timing("fal-ai/lyria2", run_seconds=CONCURRENT_RUN_SECONDS)
         node_class = self.nodes[LYRIA]
 
@@ -358,7 +369,7 @@ class Bench:
         count, cap = MANY_REQUESTS, MANY_CAP
         runs = 1 if self.quick else max(2, self.runs - 3)
         say(f"many: {count} Lyria 2 nodes in one prompt, {CONCURRENT_RUN_SECONDS:g} s jobs, cap {cap}, {runs} runs")
-        emu.set_handler("fal-ai/lyria2", lambda p: emu.file_result(seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2))
+        set_file_result(emu, "fal-ai/lyria2", seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2)
         emu.set_timing("fal-ai/lyria2", run_seconds=CONCURRENT_RUN_SECONDS)
         node_class = self.nodes[LYRIA]
         slots = support.pack_module("utils.slots", PACK_NAME).SLOTS
@@ -396,8 +407,8 @@ class Bench:
         say(f"memory: DiffRhythm node, {seconds:g} s {LONG_RATE} Hz stereo WAV, {runs} fresh processes")
         # The long song for "285s"; the child's warm-up call ("95s") gets a 1 s file, so that
         # nothing the allocator keeps from the warm-up can hide the measured peak.
-        emu.set_handler("fal-ai/diffrhythm", lambda p: emu.file_result(
-            seconds=seconds if p.get("music_duration") == "285s" else 1.0, rate=LONG_RATE, channels=2))
+        set_file_result(emu, "fal-ai/diffrhythm", seconds=1.0, seconds_by=("music_duration", {"285s": seconds}),
+                        rate=LONG_RATE, channels=2)
         emu.set_timing("fal-ai/diffrhythm", run_seconds=0.0)
         emu.audio_file(seconds=seconds, rate=LONG_RATE, channels=2)  # encode it before any node runs
         emu.audio_file(seconds=1.0, rate=LONG_RATE, channels=2)
@@ -466,13 +477,12 @@ class Bench:
         emu = self.emu
         say(f"chaining: ACE-Step {CHAIN_SECONDS:g} s -> Inpaint -> Outpaint (+{CHAIN_EXTEND:g} s) -> MiniMax, "
             f"{LONG_RATE} Hz stereo WAV results")
+        # ACE-Step answers the seed and tags it was given, and empty lyrics.
+        ace = {"echo": {"seed": 0, "tags": ""}, "extra": {"lyrics": ""}, "rate": LONG_RATE, "channels": 2}
         for endpoint in ("fal-ai/ace-step", "fal-ai/ace-step/audio-inpaint"):
-            emu.set_handler(endpoint, lambda p: {**emu.file_result(seconds=CHAIN_SECONDS, rate=LONG_RATE, channels=2),
-                                                 "seed": p.get("seed", 0), "tags": p.get("tags", ""), "lyrics": ""})
-        emu.set_handler("fal-ai/ace-step/audio-outpaint", lambda p: {
-            **emu.file_result(seconds=CHAIN_SECONDS + CHAIN_EXTEND, rate=LONG_RATE, channels=2),
-            "seed": p.get("seed", 0), "tags": p.get("tags", ""), "lyrics": ""})
-        emu.set_handler("fal-ai/minimax-music", lambda p: emu.file_result(seconds=30.0, rate=LONG_RATE, channels=2))
+            set_file_result(emu, endpoint, seconds=CHAIN_SECONDS, **ace)
+        set_file_result(emu, "fal-ai/ace-step/audio-outpaint", seconds=CHAIN_SECONDS + CHAIN_EXTEND, **ace)
+        set_file_result(emu, "fal-ai/minimax-music", seconds=30.0, rate=LONG_RATE, channels=2)
         for endpoint in ("fal-ai/ace-step", "fal-ai/ace-step/audio-inpaint", "fal-ai/ace-step/audio-outpaint",
                          "fal-ai/minimax-music"):
             emu.set_timing(endpoint, run_seconds=0.0)
@@ -496,7 +506,7 @@ class Bench:
         wav_bytes += 44 + extended["waveform"][0].numel() * 2
         call("FalAudioMiniMaxMusic", reference_audio=extended, prompt="## la la la ##", seed=fresh_seed())
         sent = emu.uploads[uploads_before:]
-        uploaded = sum(len(u.data) for u in sent)
+        uploaded = sum(upload_size(u) for u in sent)
         urls = [s.payload.get("audio_url") or s.payload.get("reference_audio_url")
                 for s in emu.submissions[submitted_before + 1:]]
         say(f"  downstream inputs sent as {urls}; {len(sent)} uploads")
@@ -695,6 +705,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (median; default 5, 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a fast look: fewer runs per figure (noisier)")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    parser.add_argument("--in-process-emulator", action="store_true",
+                        help="run the fal emulator in the bench's own process (sharing its GIL with the pack) "
+                             "instead of a process of its own")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -703,11 +716,16 @@ def main() -> int:
     runs = args.runs or (2 if args.quick else 5)
     wanted = args.only or SECTIONS
 
-    import fal_emulator
-
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="fal-audio-bench-"))
-    emulator = fal_emulator.FalEmulator(key=KEY, workdir=workdir / "emulator")
+    if args.in_process_emulator:
+        import fal_emulator
+
+        emulator = fal_emulator.FalEmulator(key=KEY, workdir=workdir / "emulator")
+        arrangement = "in the bench's own process (--in-process-emulator: it shares the GIL with the pack)"
+    else:
+        emulator = RemoteEmulator(key=KEY, workdir=workdir / "emulator")
+        arrangement = "in a process of its own"
     try:
         emulator.start()
         # Before any client is built: the real fal_client and httpx read these.
@@ -717,7 +735,7 @@ def main() -> int:
         os.environ["SSL_CERT_FILE"] = _real_ca_bundle(emulator.ca_path, workdir)
         os.environ["FAL_AUDIO_OUTPUT_DIR"] = str(workdir / "output")
         os.environ["FAL_AUDIO_DATA_DIR"] = str(workdir / "data")
-        say(f"fal emulator on 127.0.0.1:{emulator.port}; results and journal in {workdir}")
+        say(f"fal emulator on 127.0.0.1:{emulator.port}, {arrangement}; results and journal in {workdir}")
 
         say(f"code under test: {_code_version()}")
         say("load average (1, 5, 15 min) at start: %.2f %.2f %.2f on %d cores" % (*os.getloadavg(), os.cpu_count()))
