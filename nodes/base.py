@@ -265,7 +265,7 @@ class FalAudioNode:
     async def generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
         from ..utils import audio as audio_io
         from ..utils.errors import EndpointGone
-        from ..utils.job import Job, journal
+        from ..utils.job import Job
         from ..utils.options import CallOptions
 
         options = fal_client or CallOptions()
@@ -273,7 +273,6 @@ class FalAudioNode:
         # All validation happens here, before any request; encoding inputs runs off the
         # event loop so other nodes of the prompt keep going meanwhile.
         planned = await asyncio.to_thread(self._plan, inputs, options)
-        await journal().call(journal().check)  # the data folder can hold the request journal
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
                     decode=audio_io.decoder(self.raw_layout(request)))

@@ -199,11 +199,6 @@ class Journal:
         log.warning("%s: %s", self.path, notice)
         self._notices.append(notice)
 
-    def check(self) -> None:
-        """Open the journal (a damaged one is set aside): raises JournalUnusable if the data folder
-        cannot hold it. Called before anything is uploaded or paid."""
-        self._attempt(self.get, ("",), False)
-
     def notices(self) -> list:
         """What the journal has to tell the user (e.g. it was damaged and replaced), once."""
         said, self._notices = self._notices, []
