@@ -366,10 +366,11 @@ class Gateway:
             log.info("Probing a result URL failed (%s); uploading the file instead", type(exc).__name__)
             return False
 
-    async def download(self, url: str, destination: Path, on_progress=None) -> Path:
+    async def download(self, url: str, destination: Path, on_progress=None, stream=None) -> Path:
         """Stream a result file to disk, resuming after drops; never keep a short file.
 
-        The fal key is not sent: result URLs are public and may point at any host.
+        The fal key is not sent: result URLs are public and may point at any host. `stream`
+        (a utils.wavstream.WavStream) is fed every block written, to decode while downloading.
         """
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme not in ("https", "http", "data"):
@@ -385,7 +386,7 @@ class Gateway:
 
                 partial.write_bytes(decode_data_uri(url))
             else:
-                await on_network(_fetch(url, partial, _in_caller(on_progress)))
+                await on_network(_fetch(url, partial, _in_caller(on_progress), stream))
             if partial.stat().st_size == 0:
                 raise NotDownloadable("the file is empty (0 bytes)")
             os.replace(partial, destination)
@@ -394,8 +395,9 @@ class Gateway:
         return destination
 
 
-async def _fetch(url: str, partial: Path, on_progress) -> None:
-    """GET url into partial, resuming with a Range request after a drop; a short body is an error."""
+async def _fetch(url: str, partial: Path, on_progress, stream=None) -> None:
+    """GET url into partial, resuming with a Range request after a drop; a short body is an error.
+    `stream` is told where each response starts and fed every block written."""
     import httpx
 
     attempt = 0
@@ -414,9 +416,13 @@ async def _fetch(url: str, partial: Path, on_progress) -> None:
                     have = 0  # the server ignored the range: start over
                 expected = response.headers.get("content-length")
                 expected = have + int(expected) if expected is not None else None
+                if stream is not None:
+                    stream.start(have, expected)
                 with open(partial, "ab" if have else "wb") as out:
                     async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
                         out.write(chunk)
+                        if stream is not None:
+                            stream.feed(chunk)
                         if on_progress is not None:
                             on_progress(out.tell(), expected)
                 size = partial.stat().st_size

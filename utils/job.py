@@ -23,6 +23,7 @@ from .results import Locator
 from .results import file_name as _file_name
 from .results import single
 from .pricing import returned_seconds
+from .wavstream import WavStream
 
 log = get_logger("job")
 
@@ -150,6 +151,8 @@ class Job:
         # Cost: the estimate (a pricing.Charge, set before the run) and what this request cost (USD, once known).
         self.charge = None
         self.cost: Optional[float] = None
+        # Result files being decoded while they download (output name -> WavStream), until decoded.
+        self._streams: Dict[str, Optional[WavStream]] = {}
 
     def _say(self, text: str) -> None:
         self.progress.text(f"{self.label}{text}")
@@ -495,11 +498,15 @@ class Job:
         files = {}
         for name, url in urls.items():
             path = (kept or {}).get(name)
-            files[name] = path if path is not None and path.is_file() else await self._download(
-                url, request_id, name, len(urls))
+            if path is not None and path.is_file():
+                files[name] = path
+                continue
+            # A result the pack decodes itself is decoded while it downloads (utils.wavstream).
+            self._streams[name] = stream = WavStream() if self.decode_file is audio_io.decode else None
+            files[name] = await self._download(url, request_id, name, len(urls), stream)
         return files
 
-    async def _download(self, url: str, request_id: str, name: str, count: int) -> Path:
+    async def _download(self, url: str, request_id: str, name: str, count: int, stream=None) -> Path:
         destination = self.options.output_path() / _file_name(self.endpoint, request_id, name, url)
         what = f"Downloading {name}" if count > 1 else "Downloading"
         self._say(what)
@@ -509,7 +516,7 @@ class Job:
                 self._say(f"{what} {done * 100 // total}%")
 
         try:
-            kept = await self._interruptible(self.gateway.download(url, destination, report))
+            kept = await self._interruptible(self.gateway.download(url, destination, report, stream))
             reuse.served(url)
             return kept
         except Exception as exc:  # noqa: BLE001 - turned into a specific message
@@ -529,9 +536,14 @@ class Job:
     async def _decode(self, files: Dict[str, Path], urls: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
         """Decode every kept file, in worker threads: other nodes' and takes' downloads go on meanwhile."""
         async def one(name: str, path: Path) -> dict:
+            stream = self._streams.pop(name, None)
             try:
                 url = (urls or {}).get(name) if self.decode_file is audio_io.decode else None
-                return await asyncio.to_thread(reuse.decode, self.decode_file, path, url)
+                if stream is None:
+                    return await asyncio.to_thread(reuse.decode, self.decode_file, path, url)
+                return await asyncio.to_thread(
+                    reuse.decode, lambda kept: stream.result(kept) or self.decode_file(kept), path, url,
+                    stream.file_hash(path))
             except audio_io.DecodeLimitExceeded as exc:
                 what = "file" if len(files) == 1 else f"'{name}' file"
                 raise RequestFailed(f"{self.endpoint}: the returned {what} was not decoded: {exc}. It is kept at "

@@ -58,12 +58,13 @@ def served(url: str) -> None:
     _served[url] = time.monotonic()
 
 
-def decode(decode_file, path: Path, url: Optional[str]) -> dict:
-    """decode_file(path), marked with its origin when it came from a fal URL (runs in a worker thread)."""
+def decode(decode_file, path: Path, url: Optional[str], known_hash: Optional[str] = None) -> dict:
+    """decode_file(path), marked with its origin when it came from a fal URL (runs in a worker thread).
+    known_hash: the file's content hash if already known (hashed while it downloaded)."""
     audio = decode_file(path)
     if url and url.startswith("https://") and audio["waveform"].shape[0] == 1:
         waveform = audio["waveform"][0]
-        audio[KEY] = [{"url": url, "path": str(path), "file_hash": file_hash(Path(path)),
+        audio[KEY] = [{"url": url, "path": str(path), "file_hash": known_hash or file_hash(Path(path)),
                        "channels": int(waveform.shape[0]), "frames": int(waveform.shape[1]),
                        "sample_rate": int(audio["sample_rate"]), "samples_hash": samples_hash(waveform)}]
     return audio
