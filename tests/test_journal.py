@@ -367,3 +367,32 @@ def test_confirmed_cancel_is_not_reused(fal, nodes, comfy, short_file):
     fal.set_timing("fal-ai/lyria2", run_seconds=0)
     lyria(nodes)
     assert len(fal.submissions) == 2 and len(fal.cancels) == 1
+
+
+def test_only_steps_recording_money_spent_are_synced_to_disk_at_their_commit(fal, nodes, short_file, monkeypatch):
+    """A claim, a reservation or a refined cost is synced with the next record of money spent (same
+    WAL), which saves an fsync each; an accepted request id and a result are synced at once."""
+    journal_module, ledger_module = pack_module("utils.journal"), pack_module("utils.ledger")
+    levels = {}
+
+    def watch(cls, name):
+        original = getattr(cls, name)
+
+        def step(self, *args, **kwargs):
+            level = self._connect().execute("PRAGMA synchronous").fetchone()[0]
+            levels.setdefault(name, set()).add({1: "NORMAL", 2: "FULL"}[level])
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, step)
+
+    for name in ("claim", "submitted", "completed"):
+        watch(journal_module.Journal, name)
+    for name in ("reserve", "settle"):
+        watch(ledger_module.Ledger, name)
+    (audio,) = lyria(nodes)
+    assert audio["waveform"].shape[-1] == 48000
+    assert levels == {"claim": {"NORMAL"}, "reserve": {"NORMAL"}, "submitted": {"FULL"}, "completed": {"FULL"},
+                      "settle": {"NORMAL"}}
+    book = pack_module("utils.job").journal()
+    outside = book._connect().execute("PRAGMA synchronous").fetchone()[0]
+    assert outside == 2  # outside a journal step (e.g. the Spend node's reads): FULL, the safe default

@@ -36,7 +36,7 @@ from .errors import FalAudioError
 from .log import get_logger
 from .owner import OWNER, dead_here
 from .wal import locked as _locked
-from .wal import use_wal
+from .wal import durable, synced, use_wal
 
 log = get_logger("journal")
 
@@ -149,7 +149,7 @@ class Journal:
         if conn is None:
             conn = self._open()
             self._local.conn, self._local.generation = conn, self._generation
-        return conn
+        return synced(conn)
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -210,7 +210,8 @@ class Journal:
         set_aside = False
         while True:
             try:
-                return op(*args)
+                with durable(paid):  # a record of money spent is synced to disk at its commit
+                    return op(*args)
             except sqlite3.DatabaseError as exc:
                 if _damaged(exc) and not set_aside:
                     self._set_aside(exc)

@@ -29,7 +29,7 @@ from . import comfy, secrets
 from .errors import FalAudioError, InvalidInput
 from .log import get_logger
 from .pricing import Charge, money
-from .wal import use_wal
+from .wal import synced, use_wal
 
 log = get_logger("ledger")
 
@@ -98,7 +98,7 @@ class Ledger:
                 conn.close()
                 raise
             self._local.conn = conn
-        return conn
+        return synced(conn)
 
     def _note(self, identity: str, state: str, **fields) -> None:
         with self._lock:
