@@ -140,7 +140,7 @@ def test_files_written_by_ffmpegs_wav_muxer(codec, layout):
 
 
 @pytest.mark.parametrize("case", ["LIST before", "odd LIST before", "fact and junk before", "odd data then LIST",
-                                  "second fmt ignored"])
+                                  "second fmt ignored", "latin-1 tag"])
 def test_chunks_around_the_data_and_their_pad_bytes(case):
     info = chunk(b"LIST", b"INFOISFT" + struct.pack("<I", 5) + b"fal!\0")  # 17 bytes: padded
     data = samples("u8", 3333, 1)  # odd size: a pad byte follows
@@ -152,6 +152,9 @@ def test_chunks_around_the_data_and_their_pad_bytes(case):
                                      chunk(b"data", data)),
         "odd data then LIST": riff(head, chunk(b"data", data), info),
         "second fmt ignored": riff(head, fmt(1, 2, 16000, 16), chunk(b"data", data)),
+        # Not UTF-8: PyAV's path used to fail the whole file on it (UnicodeDecodeError from the tags).
+        "latin-1 tag": riff(head, chunk(b"LIST", b"INFOINAM" + struct.pack("<I", 6) + "Café\0".encode("latin-1") + b"\0"),
+                            chunk(b"data", data)),
     }
     fast = both(files[case])
     assert tuple(fast["waveform"].shape) == (1, 1, 3333) and fast["sample_rate"] == 8000
@@ -377,3 +380,39 @@ def test_the_pyav_path_decodes_eight_channels_and_more_without_crashing(containe
     assert torch.equal(decoded[0], torch.from_numpy(stored.T.astype(np.float32) / 32768))
     data = riff(fmt(1, channels, 48000, 16), chunk(b"data", stored.tobytes()))
     assert torch.equal(both(data)["waveform"], decoded)
+
+
+def test_whenever_the_fast_path_takes_a_mangled_file_pyav_reads_the_same_samples():
+    """Seeded random damage to the headers, sizes and length of WAVs of every kind: the fast path either
+    declines (PyAV decodes or fails as before) or gives exactly PyAV's samples; it never raises on its own."""
+    import random
+
+    rnd = random.Random(13)
+    bases = [plain(kind, channels=channels, frames=300, rate=rate, extensible=extensible,
+                   before=[chunk(b"LIST", b"INFOabcd" + bytes(channels))], after=[chunk(b"JUNK", b"x" * channels)])
+             for kind in KINDS for channels, rate, extensible in ((1, 8000, False), (2, 44100, True), (3, 48000, False))]
+    taken = 0
+    for _ in range(600):
+        data = bytearray(rnd.choice(bases))
+        for _ in range(rnd.randrange(1, 4)):
+            op = rnd.random()
+            if op < 0.5 and data:
+                data[rnd.randrange(min(len(data), 120))] = rnd.randrange(256)
+            elif op < 0.65:
+                data = data[:rnd.randrange(len(data) + 1)]
+            elif op < 0.8:
+                data += bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 40)))
+            else:
+                for tag in (b"data", b"LIST", b"fmt ", b"JUNK"):
+                    at = data.find(tag, 12, 200)
+                    if at >= 0 and rnd.random() < 0.5:
+                        size = rnd.choice([0, 0xFFFFFFFF, rnd.randrange(4000), rnd.randrange(40)])
+                        struct.pack_into("<I", data, at + 4, size)
+                        break
+        data = bytes(data)
+        fast = wav.decode(data)
+        if fast is not None:
+            slow = audio.decode_av(data)
+            assert fast["sample_rate"] == slow["sample_rate"] and identical(fast["waveform"], slow["waveform"]), data[:80]
+            taken += 1
+    assert 200 < taken < 550  # both sides of the decision were exercised

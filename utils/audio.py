@@ -67,7 +67,8 @@ def decode_av(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_S
 
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
     try:
-        with av.open(handle, options=_probe_options(source)) as container:
+        # Tags are not what is decoded: one that is not UTF-8 (RIFF INFO is often Latin-1) must not fail the file.
+        with av.open(handle, options=_probe_options(source), metadata_errors="replace") as container:
             if not container.streams.audio:
                 raise DecodeError("the file has no audio stream")
             stream = container.streams.audio[0]
