@@ -20,6 +20,8 @@ s32 / 2^31, f64 rounded to f32), and leaves to PyAV whatever FFmpeg might read a
 
 The length is known from the sizes before any sample is read, so the decode limits refuse a file first;
 the output [C, T] float32 is allocated once and filled block by block (peak extra memory: one block).
+utils/wavstream.py (decoding while the file downloads) reuses _parse, _parse_fmt, _Layout, _File and
+_convert_block: keep their meaning when changing them.
 """
 
 import struct
