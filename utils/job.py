@@ -503,7 +503,11 @@ class Job:
                 continue
             # A result the pack decodes itself is decoded while it downloads (utils.wavstream).
             self._streams[name] = stream = WavStream() if self.decode_file is audio_io.decode else None
-            files[name] = await self._download(url, request_id, name, len(urls), stream)
+            try:
+                files[name] = await self._download(url, request_id, name, len(urls), stream)
+            except BaseException:
+                self._streams.pop(name, None)  # its half-filled waveform is not kept alive by an error
+                raise
         return files
 
     async def _download(self, url: str, request_id: str, name: str, count: int, stream=None) -> Path:
