@@ -92,34 +92,30 @@ def test_any_split_of_the_bytes_gives_the_same_audio(tmp_path, sizes, layout):
     assert stream.file_hash(path) == reuse.file_hash(path)
 
 
+def responses(data: bytes, *parts):
+    """A stream fed as a download whose responses start at these offsets and end before these bytes."""
+    stream = wavstream.WavStream()
+    for offset, end in parts:
+        stream.start(offset, len(data))
+        stream.feed(data[offset:end])
+    return stream
+
+
 def test_a_download_resumed_where_it_stopped_or_restarted_from_zero_still_streams(tmp_path):
     data = wav_bytes(frames=5000)
     path = tmp_path / "result.wav"
     path.write_bytes(data)
-    resumed = wavstream.WavStream()
-    resumed.start(0, len(data))
-    resumed.feed(data[:1001])
-    resumed.start(1001, len(data))  # a Range request from the byte where the drop came
-    resumed.feed(data[1001:])
-    assert_same_as_the_file(resumed, path)
-    restarted = wavstream.WavStream()
-    restarted.start(0, len(data))
-    restarted.feed(data[:3000])
-    restarted.start(0, len(data))  # the server ignored the range: all of it again
-    restarted.feed(data)
-    assert_same_as_the_file(restarted, path)
-    assert restarted.file_hash(path) == reuse.file_hash(path)
+    # a Range request from the byte where the drop came; the server ignoring the range (all of it again)
+    for stream in (responses(data, (0, 1001), (1001, None)), responses(data, (0, 3000), (0, None))):
+        assert_same_as_the_file(stream, path)
+        assert stream.file_hash(path) == reuse.file_hash(path)
 
 
 def test_a_resume_elsewhere_than_where_the_stream_stopped_gives_way_to_the_file(tmp_path):
     data = wav_bytes(frames=5000)
     path = tmp_path / "result.wav"
     path.write_bytes(data)
-    stream = wavstream.WavStream()
-    stream.start(0, len(data))
-    stream.feed(data[:2000])
-    stream.start(1500, len(data))
-    stream.feed(data[1500:])
+    stream = responses(data, (0, 2000), (1500, None))
     assert stream.result(path) is None and stream.file_hash(path) is None
 
 
