@@ -200,3 +200,37 @@ def test_no_node_is_a_comfy_partner_node(nodes):
     # and replaces Run with "Sign in to run partner nodes". Ours are billed to the user's own fal key.
     flagged = sorted(name for name, cls in nodes.items() if getattr(cls, "API_NODE", False))
     assert flagged == []
+
+
+def test_outside_comfyui_the_hooks_look_for_it_on_disk_once_and_find_it_once_loaded(monkeypatch):
+    """Every wait step asks for ComfyUI's interrupt flag: outside ComfyUI (scripts, tests, the bench) a failed
+    import scans sys.path each time, so a missing ComfyUI is remembered until something loads it."""
+    import importlib
+    import types
+
+    comfy = pack_module("utils.comfy")
+    looked = []
+
+    def import_module(name):
+        looked.append(name)
+        raise ImportError(name)
+
+    monkeypatch.setattr(comfy, "_missing", set())
+    monkeypatch.setattr(comfy.importlib, "import_module", import_module)
+    for name in [n for n in list(importlib.sys.modules) if n == "comfy" or n.startswith("comfy.")]:
+        monkeypatch.delitem(importlib.sys.modules, name)
+    for _ in range(50):
+        comfy.throw_if_interrupted()
+    assert looked == ["comfy.model_management"]
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted():
+        raise Interrupted()
+
+    monkeypatch.setitem(importlib.sys.modules, "comfy", types.ModuleType("comfy"))
+    monkeypatch.setitem(importlib.sys.modules, "comfy.model_management", types.SimpleNamespace(
+        throw_exception_if_processing_interrupted=interrupted, InterruptProcessingException=Interrupted))
+    with pytest.raises(Interrupted):
+        comfy.throw_if_interrupted()  # ComfyUI loaded later is found

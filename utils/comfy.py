@@ -6,14 +6,27 @@ imports without ComfyUI (tests, scripts) and a ComfyUI that loads later is still
 
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
+# Top-level packages found missing: not looked for on disk again (every wait step asks for ComfyUI's
+# interrupt flag, and a failed import scans sys.path each time) until something imports them.
+_missing: set = set()
+
 
 def _module(name: str):
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    top = name.partition(".")[0]
+    if top in _missing and top not in sys.modules:
+        return None
     try:
         return importlib.import_module(name)
     except ImportError:
+        if top not in sys.modules:
+            _missing.add(top)
         return None
 
 
