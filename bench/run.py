@@ -373,7 +373,7 @@ class Bench:
         emu.set_timing("fal-ai/lyria2", run_seconds=CONCURRENT_RUN_SECONDS)
         node_class = self.nodes[LYRIA]
         slots = support.pack_module("utils.slots", PACK_NAME).SLOTS
-        (options,) = self.nodes["FalAudioClient"]().create("", 300.0, 3600.0, "", cap)
+        (options,) = self.nodes["FalAudioClient"]().create("", 300.0, 3600.0, "", max_concurrent_requests=cap)
 
         async def many_nodes():
             await asyncio.gather(*(node_class().generate(**self.lyria(seed=fresh_seed(), fal_client=options))
