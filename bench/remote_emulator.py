@@ -135,8 +135,9 @@ class RemoteEmulator:
         ours, theirs = socket.socketpair()
         try:
             command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(theirs.fileno())]
+            # Its stdout is our stderr: nothing it prints can land in the bench's table (stdout).
             self._process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                             cwd=str(HERE))
+                                             stdout=2, cwd=str(HERE))
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
