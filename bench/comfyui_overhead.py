@@ -103,7 +103,7 @@ def node_span(timeline: list, prompt_id: str, node_id: str) -> dict:
         span["messages"][kind] = span["messages"].get(kind, 0) + 1
         if kind == PROGRESS_TEXT and data.get("node") == node_id:
             span["last_text"] = received
-            span["texts"].append(data.get("text"))
+            span["texts"].append((received, data.get("text")))
         elif (kind == "progress_state" and data.get("prompt_id") == prompt_id and span["finished"] is None
               and ((data.get("nodes") or {}).get(node_id) or {}).get("state") == "finished"):
             span["finished"] = received
@@ -162,6 +162,14 @@ def phases(span: dict, requests: list, job_start: float, job_seconds: float) -> 
     if span["last_text"] is not None:
         out["ComfyUI hand-off (last text -> next executing)"] = span["end"] - span["last_text"]
     return out
+
+
+def texts_after(texts: list, moment) -> dict:
+    """{first word of a progress text: its receipt time - moment} for the texts received after moment (the
+    last text of each first word: "Downloading 100%" stands for the download's end)."""
+    if moment is None:
+        return {}
+    return {text.split(" ", 1)[0]: received - moment for received, text in texts if received >= moment and text}
 
 
 # -- main --------------------------------------------------------------------------------------------
@@ -311,7 +319,8 @@ def main() -> int:
             if span["next_node"] != OUTPUT_ID:
                 raise RuntimeError(f"after the Lyria node ComfyUI ran {span['next_node']!r}, not {OUTPUT_ID}")
             requests = log.between(span["start"], span["end"])
-            return {"node": span["end"] - span["start"], "span": span,
+            served = next((e[1] for e in requests if e[2] == "download"), None)
+            return {"node": span["end"] - span["start"], "span": span, "served": served,
                     "phases": phases(span, requests, job.submitted_at, QUEUE_SECONDS + RUN_SECONDS),
                     "requests": [(e[2], round(e[0] - span["start"], 3), round(e[1] - e[0], 3)) for e in requests]}
 
@@ -343,7 +352,14 @@ def main() -> int:
             say(f"  {name:48s} {median(values):7.3f} s  {_list([v for v in values if v is not None])}")
         say(f"  progress texts per run: {[len(r['span']['texts']) for r in results]}; websocket messages during "
             f"the node, last run: {results[-1]['span']['messages']}")
-        say(f"  progress texts of the last run: {results[-1]['span']['texts']}")
+        say(f"  progress texts of the last run: {[text for _, text in results[-1]['span']['texts']]}")
+        after = {}
+        for r in results:
+            for word, offset in texts_after(r["span"]["texts"], r["served"]).items():
+                after.setdefault(word, []).append(offset)
+        if after:
+            say("  the node's progress texts after the file was served (median receipt after it): "
+                + ", ".join(f"{word} +{median(offsets):.3f} s" for word, offsets in after.items()))
         finished = [r["span"]["finished"] - r["span"]["last_text"] for r in results
                     if r["span"]["finished"] is not None and r["span"]["last_text"] is not None]
         if finished:

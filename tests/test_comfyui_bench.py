@@ -65,7 +65,7 @@ def test_node_span_from_executing_to_the_next_executing_of_the_prompt(bench):
     assert (span["start"], span["end"], span["next_node"]) == (1.1, 3.05, "2")
     assert span["last_text"] == 3.0
     assert span["finished"] == 3.02
-    assert span["texts"] == ["Submitting", "Done in 2.0 s"]
+    assert span["texts"] == [(1.2, "Submitting"), (3.0, "Done in 2.0 s")]
     assert span["messages"] == {"progress_text": 3, "executing": 1, "progress_state": 3}
 
     # The prompt's last node: the span ends at `executing` with node None.
@@ -92,3 +92,10 @@ def test_phases_cut_the_node_time_at_the_emulators_requests(bench):
         "file served -> node's last text": 0.04, "ComfyUI hand-off (last text -> next executing)": 0.01})
     # Together they are the node's whole time.
     assert sum(cut.values()) == pytest.approx(span["end"] - span["start"])
+
+
+def test_texts_after_a_moment_by_first_word(bench):
+    texts = [(1.0, "Downloading"), (1.5, "Downloading 54%"), (2.0, "Downloading 100%"), (2.01, "Decoding"),
+             (2.04, "Done in 2.0 s")]
+    assert bench.texts_after(texts, 1.9) == pytest.approx({"Downloading": 0.1, "Decoding": 0.11, "Done": 0.14})
+    assert bench.texts_after(texts, None) == {}
