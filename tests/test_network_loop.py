@@ -78,3 +78,17 @@ def test_errors_on_the_network_loop_reach_the_caller_as_they_are():
     with pytest.raises(gateway.HTTPError) as caught:
         asyncio.run(gateway.on_network(failing()))
     assert caught.value.status_code == 422
+
+
+@pytest.mark.parametrize("every, reported", [(0.0, True), (60.0, False)])
+def test_download_progress_is_shown_at_most_every_so_often(fal, nodes, comfy, monkeypatch, every, reported):
+    """Each progress report hops from the network thread to the prompt's loop: a report per block made a
+    short download a third slower, so reports come at most every PROGRESS_EVERY seconds."""
+    monkeypatch.setattr(pack_module("utils.gateway"), "PROGRESS_EVERY", every)
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=30.0, rate=48000, channels=2))
+    (audio,) = run_node(nodes["FalAudioLyria2"], unique_id="7", **defaults(nodes["FalAudioLyria2"], prompt="p"))
+    assert audio["waveform"].shape[-1] == 30 * 48000
+    percents = [text for text in comfy.texts() if text.startswith("Downloading ") and text.endswith("%")]
+    assert bool(percents) == reported
+    if reported:  # 5.8 MB in 1 MiB blocks: a report after each block but the last
+        assert percents == sorted(percents, key=lambda t: int(t.split()[-1][:-1])) and len(percents) >= 4
