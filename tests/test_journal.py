@@ -377,22 +377,25 @@ def test_only_steps_recording_money_spent_are_synced_to_disk_at_their_commit(fal
 
     def watch(cls, name):
         original = getattr(cls, name)
+        label = f"{cls.__name__.lower()} {name}"
 
         def step(self, *args, **kwargs):
             level = self._connect().execute("PRAGMA synchronous").fetchone()[0]
-            levels.setdefault(name, set()).add({1: "NORMAL", 2: "FULL"}[level])
+            levels.setdefault(label, set()).add({1: "NORMAL", 2: "FULL"}[level])
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, name, step)
 
     for name in ("claim", "submitted", "completed"):
         watch(journal_module.Journal, name)
-    for name in ("reserve", "settle"):
+    for name in ("reserve", "settle", "accepted", "completed"):
         watch(ledger_module.Ledger, name)
     (audio,) = lyria(nodes)
     assert audio["waveform"].shape[-1] == 48000
-    assert levels == {"claim": {"NORMAL"}, "reserve": {"NORMAL"}, "submitted": {"FULL"}, "completed": {"FULL"},
-                      "settle": {"NORMAL"}}
+    # the ledger's bookkeeping within a paid step (accepted, paid) rides on the step's own sync
+    assert levels == {"journal claim": {"NORMAL"}, "ledger reserve": {"NORMAL"}, "journal submitted": {"FULL"},
+                      "ledger accepted": {"NORMAL"}, "journal completed": {"FULL"}, "ledger completed": {"NORMAL"},
+                      "ledger settle": {"NORMAL"}}
     book = pack_module("utils.job").journal()
     outside = book._connect().execute("PRAGMA synchronous").fetchone()[0]
     assert outside == 2  # outside a journal step (e.g. the Spend node's reads): FULL, the safe default

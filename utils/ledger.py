@@ -98,7 +98,7 @@ class Ledger:
                 conn.close()
                 raise
             self._local.conn = conn
-        return synced(conn)
+        return synced(conn, follows=True)
 
     def _note(self, identity: str, state: str, **fields) -> None:
         with self._lock:
