@@ -168,11 +168,12 @@ def test_a_node_returns_the_audio_decoded_while_downloading(fal, nodes, comfy, m
     fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=2.0, rate=48000, channels=2))
     with monkeypatch.context() as patches:
         _no_file_decode(patches)
-        (got,) = run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="streamed"))
+        (got,) = run_node(nodes[LYRIA], unique_id="1", **defaults(nodes[LYRIA], prompt="streamed"))
     kept = _kept_wav(comfy)
     assert torch.equal(got["waveform"], audio_io.decode_av(kept)["waveform"]) and got["sample_rate"] == 48000
     (origin,) = got[reuse.KEY]
     assert origin["file_hash"] == reuse.file_hash(kept)  # hashed while downloading, as the file reads
+    assert "Decoding" not in comfy.texts()  # nothing left to decode once the download ends
 
 
 def test_a_download_cut_twice_and_resumed_is_still_decoded_while_downloading(fal, nodes, comfy, monkeypatch):
@@ -188,6 +189,7 @@ def test_a_download_cut_twice_and_resumed_is_still_decoded_while_downloading(fal
 def test_a_result_the_stream_cannot_decode_is_decoded_from_the_file(fal, nodes, comfy):
     fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=2.0, rate=44100, channels=2,
                                                                      fmt="flac"))
-    (got,) = run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="flac"))
+    (got,) = run_node(nodes[LYRIA], unique_id="1", **defaults(nodes[LYRIA], prompt="flac"))
     (kept,) = [p for p in comfy.output_dir.rglob("*.flac")]
     assert torch.equal(got["waveform"], audio_io.decode_av(kept)["waveform"])
+    assert "Decoding" in comfy.texts()

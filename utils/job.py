@@ -364,8 +364,8 @@ class Job:
             ) from None
         SLOTS.release(self)  # done on fal: the next request may go while this one downloads
         files = await self._keep(response, request_id)
-        if files:
-            self._say("Decoding")
+        if any(not (self._streams.get(name) and self._streams[name].ready) for name in files):
+            self._say("Decoding")  # not said when every file was decoded while it downloaded
         # The decode starts in worker threads while the journal records the result (no wait in between).
         decoding = asyncio.ensure_future(self._decode(files, self.locate(response)))
         try:

@@ -81,6 +81,11 @@ class WavStream:
         except Exception as exc:  # noqa: BLE001 - never breaks the download: the file is decoded instead
             self._give_up(f"{type(exc).__name__}: {exc}")
 
+    @property
+    def ready(self) -> bool:
+        """Every frame was converted while downloading (result() still checks the finished file)."""
+        return not self.void and self._layout is not None and self._converted == self._layout.frames
+
     def file_hash(self, path: Path) -> Optional[str]:
         """The content hash of the finished file (as reuse.file_hash gives it), if every byte of it was fed."""
         if self.contiguous and _size(path) == self.received:
@@ -89,9 +94,9 @@ class WavStream:
 
     def result(self, path: Path) -> Optional[dict]:
         """The AUDIO of the finished file at `path`, if the stream decoded all of it; else None."""
-        layout, out = self._layout, self._out
+        ready, layout, out = self.ready, self._layout, self._out
         self._out = None
-        if self.void or layout is None or out is None or self._converted != layout.frames:
+        if not ready or out is None:
             return None
         if not self.contiguous or _size(path) != self.received:
             return None
