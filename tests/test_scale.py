@@ -323,3 +323,19 @@ def test_the_origin_key_is_plain_data_and_core_nodes_ignore_it(fal, nodes, comfy
     merged = {"waveform": (first["waveform"] + again["waveform"]) / 2, "sample_rate": first["sample_rate"]}
     inpaint(nodes, merged, seed=4)  # a new value without the key: uploaded
     assert len(fal.uploads) == 1
+
+
+def test_a_slot_is_free_once_fal_says_the_request_completed(fal, nodes, comfy):
+    """fal's concurrency counts running requests: the next take is sent as soon as fal says the first one
+    completed, not after its result (slow to fetch here) and file are in."""
+    from support import RESULT
+
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=0.5, rate=8000, channels=1))
+    fal.set_timing("fal-ai/lyria2", run_seconds=0.2)
+    fal.fault("GET", RESULT, delay=1.5, times=1)  # the first result fetch takes 1.5 s
+    options = client_options(nodes, max_concurrent_requests=1)
+    (audio,) = run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="rain", seed=3, takes=2, fal_client=options))
+    assert audio["waveform"].shape[0] == 2
+    first, second = sorted(fal.jobs, key=lambda job: job.submitted_at)
+    assert second.submitted_at - first.submitted_at < 1.2  # well before the first result arrived (>= 1.7 s)
+    assert most_at_once(fal.jobs, 0.2) <= 1

@@ -347,6 +347,7 @@ class Job:
                     raise UnknownRequest(request_id) from None
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
             raise
+        SLOTS.release(self)  # done on fal: the next request may go while this one's result is fetched and kept
         try:
             response = await self._retrying("fetching the result",
                                             lambda: self.gateway.result(self.endpoint, request_id), server_errors=True)
@@ -362,7 +363,6 @@ class Job:
                 f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
                 f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
             ) from None
-        SLOTS.release(self)  # done on fal: the next request may go while this one downloads
         files = await self._keep(response, request_id)
         if any(not (self._streams.get(name) and self._streams[name].ready) for name in files):
             self._say("Decoding")  # not said when every file was decoded while it downloaded
