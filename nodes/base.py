@@ -270,9 +270,13 @@ class FalAudioNode:
 
         options = fal_client or CallOptions()
 
-        # All validation happens here, before any request; encoding inputs runs off the
-        # event loop so other nodes of the prompt keep going meanwhile.
-        planned = await asyncio.to_thread(self._plan, inputs, options)
+        # All validation happens here, before any request. Encoding input clips or frames runs off
+        # the event loop so other nodes of the prompt keep going meanwhile; plain widget values are
+        # checked at once (a worker-thread hop would cost more than the check).
+        if any(_holds_media(value) for value in inputs.values()):
+            planned = await asyncio.to_thread(self._plan, inputs, options)
+        else:
+            planned = self._plan(inputs, options)
         self.progress = progress = comfy.Progress(unique_id)
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
                     decode=audio_io.decoder(self.raw_layout(request)))
@@ -301,6 +305,13 @@ def duration(clip: dict) -> float:
     from ..utils.audio import duration as seconds
 
     return seconds(clip)
+
+
+def _holds_media(value) -> bool:
+    """An input that planning encodes: an AUDIO (or a list of them), an IMAGE or other tensor."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_media(item) for item in value)
+    return (isinstance(value, dict) and "waveform" in value) or hasattr(value, "shape")
 
 
 async def run_all(jobs: list) -> list:

@@ -339,3 +339,27 @@ def test_a_slot_is_free_once_fal_says_the_request_completed(fal, nodes, comfy):
     first, second = sorted(fal.jobs, key=lambda job: job.submitted_at)
     assert second.submitted_at - first.submitted_at < 1.2  # well before the first result arrived (>= 1.7 s)
     assert most_at_once(fal.jobs, 0.2) <= 1
+
+
+def test_clips_are_encoded_off_the_event_loop_and_widget_values_checked_on_it(fal, nodes, monkeypatch):
+    """Encoding an input clip must not hold up the other nodes of the prompt; checking plain widget values
+    is quicker than a worker-thread hop, so it runs at once."""
+    import threading
+
+    import torch
+
+    base = pack_module("nodes.base")
+    seen = {}
+    original = base.FalAudioNode._plan
+
+    def plan(self, inputs, options):
+        seen[type(self).__name__] = threading.current_thread() is threading.main_thread()
+        return original(self, inputs, options)
+
+    monkeypatch.setattr(base.FalAudioNode, "_plan", plan)
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=0.5, rate=8000, channels=1))
+    run_node(nodes[LYRIA], **defaults(nodes[LYRIA], prompt="rain"))
+    a2a = nodes["FalAudioAceStepAudioToAudio"]
+    clip = {"waveform": torch.rand(1, 1, 8000) - 0.5, "sample_rate": 8000}
+    run_node(a2a, **defaults(a2a, audio=clip, tags="rock", original_tags="pop"))
+    assert seen == {"Lyria2": True, "AceStepAudioToAudio": False}
