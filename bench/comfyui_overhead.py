@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
 import threading
@@ -49,7 +48,7 @@ QUEUE_SECONDS = 0.0
 LIMIT = 1.2  # x floor (issue 13 item 5)
 KEY = "cbench00-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
 PACK_NAME = "comfyui-fal-audio-comfybench"
-PROGRESS_TEXT = "progress_text"  # how a binary progress-text message (type 3) is recorded in the timeline
+PROGRESS_TEXT = "progress_text"  # how the harness names a binary progress text (comfyui_harness.PROGRESS_TEXT)
 
 
 def say(text: str) -> None:
@@ -61,20 +60,6 @@ def _list(values, fmt: str = ".3f") -> str:
 
 
 # -- reading the websocket (pure: tested in tests/test_comfyui_bench.py) -----------------------------
-
-
-def decode_ws(opcode_text: bool, data) -> dict:
-    """One websocket message as a dict: JSON text as sent, a binary progress text (type 3: node id length,
-    node id, text) as {"type": "progress_text", "data": {"node": ..., "text": ...}}; other binaries
-    (previews) as {"type": "binary", "data": {"kind": n}}."""
-    if opcode_text:
-        return json.loads(data)
-    (kind,) = struct.unpack(">I", data[:4])
-    if kind == 3:
-        (length,) = struct.unpack(">I", data[4:8])
-        node = data[8:8 + length].decode()
-        return {"type": PROGRESS_TEXT, "data": {"node": node, "text": data[8 + length:].decode("utf-8", "replace")}}
-    return {"type": "binary", "data": {"kind": kind}}
 
 
 def node_span(timeline: list, prompt_id: str, node_id: str) -> dict:
@@ -222,28 +207,7 @@ def main() -> int:
         return 2
 
     class TimedEvents(Events):
-        """The harness's websocket client, keeping every message with its receipt time."""
-
-        def __init__(self, server):
-            self.timeline = []
-            super().__init__(server)
-
-        def _read(self):
-            import websocket
-
-            while not self._stop.is_set():
-                try:
-                    opcode, data = self._ws.recv_data()
-                except websocket.WebSocketTimeoutException:
-                    continue
-                except Exception:  # noqa: BLE001 - closed
-                    return
-                received = time.monotonic()
-                if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY) and (
-                        opcode == websocket.ABNF.OPCODE_TEXT or len(data) >= 8):
-                    message = decode_ws(opcode == websocket.ABNF.OPCODE_TEXT, data)
-                    with self._lock:
-                        self.timeline.append((received, message))
+        """The harness's websocket client (every message stamped on receipt), waiting for a prompt's end."""
 
         def wait_end(self, prompt_id: str, timeout: float = 120.0) -> None:
             deadline = time.monotonic() + timeout
@@ -257,10 +221,6 @@ def main() -> int:
                             return
                 time.sleep(0.05)
             raise RuntimeError(f"prompt {prompt_id} did not end within {timeout:g} s")
-
-        def snapshot(self) -> list:
-            with self._lock:
-                return list(self.timeline)
 
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="fal-audio-comfybench-"))

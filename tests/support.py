@@ -32,6 +32,15 @@ def pack_module(name: str, package: str = PACK_NAME):
     return importlib.import_module(f"{package}.{name}")
 
 
+def script_module(relative: str):
+    """A script of the repository (e.g. "bench/remote_emulator.py") loaded as a module by its path."""
+    path = PACK_DIR / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_node(node_class, **inputs):
     """Call a node's FUNCTION as ComfyUI's executor does (awaiting it if it is async)."""
     node = node_class()

@@ -1,7 +1,6 @@
 """bench/remote_emulator.py: the fal emulator the benchmark runs in a process of its own (as fal is
 another machine), steered from the bench's process. The pack runs here against it, unchanged."""
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -16,10 +15,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 @pytest.fixture(scope="module")
 def remote_emulator():
-    spec = importlib.util.spec_from_file_location("remote_emulator", BENCH / "remote_emulator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return support.script_module("bench/remote_emulator.py")
 
 
 def _gone(pid: int) -> bool:

@@ -1,22 +1,22 @@
 """bench/comfyui_overhead.py reads a node's time off ComfyUI's websocket: the parsing, on recorded message
 sequences shaped as ComfyUI v0.21.0 sends them (no ComfyUI started here, nothing timed)."""
 
-import importlib.util
 import json
 import struct
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+import support
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("comfyui_overhead", BENCH / "comfyui_overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return support.script_module("bench/comfyui_overhead.py")
+
+
+@pytest.fixture(scope="module")
+def harness():
+    return support.script_module("tests/integration/comfyui_harness.py")
 
 
 def text_frame(node: str, text: str) -> bytes:
@@ -35,13 +35,14 @@ def state(prompt, **nodes):
         node: {"state": value, "value": 1, "max": 1, "node_id": node} for node, value in nodes.items()}}}
 
 
-def test_decode_ws_reads_progress_text_and_json(bench):
-    assert bench.decode_ws(False, text_frame("12", "Downloading 36%")) == {
-        "type": "progress_text", "data": {"node": "12", "text": "Downloading 36%"}}
-    assert bench.decode_ws(False, text_frame("1", "Done · ≈$0.10"))["data"]["text"] == "Done · ≈$0.10"
-    assert bench.decode_ws(False, struct.pack(">I", 1) + b"\x00" * 16) == {"type": "binary", "data": {"kind": 1}}
+def test_the_harness_decodes_progress_text_and_json_as_the_bench_reads_them(bench, harness):
+    assert harness.decode_message(False, text_frame("12", "Downloading 36%")) == {
+        "type": bench.PROGRESS_TEXT, "data": {"node": "12", "text": "Downloading 36%"}}
+    assert harness.decode_message(False, text_frame("1", "Done · ≈$0.10"))["data"]["text"] == "Done · ≈$0.10"
+    assert harness.decode_message(False, struct.pack(">I", 1) + b"\x00" * 16) == {
+        "type": "binary", "data": {"kind": 1}}
     message = executing("1")
-    assert bench.decode_ws(True, json.dumps(message)) == message
+    assert harness.decode_message(True, json.dumps(message)) == message
 
 
 def test_node_span_from_executing_to_the_next_executing_of_the_prompt(bench):

@@ -244,6 +244,21 @@ def spdif_wav() -> bytes:
     return riff(fmt(1, 2, 48000, 16), chunk(b"data", buffer.getvalue()))
 
 
+
+def decoded_as_before(data: bytes):
+    """A file the fast path leaves to PyAV decodes, or fails, exactly as PyAV alone does; the AUDIO (or None)."""
+    assert wav.decode(data) is None
+    try:
+        expected = audio.decode_av(data)
+    except audio.DecodeError as exc:
+        with pytest.raises(audio.DecodeError) as caught:
+            audio.decode(data)
+        assert str(caught.value) == str(exc)
+        return None
+    got = audio.decode(data)
+    assert got["sample_rate"] == expected["sample_rate"] and identical(got["waveform"], expected["waveform"])
+    return got
+
 @pytest.mark.parametrize("case", ["adpcm", "s/pdif", "dts sync", "24 bits in 32", "20 bits", "block align",
                                   "second data chunk", "data before fmt", "half floats", "act header",
                                   "a thousand chunks"])
@@ -265,16 +280,9 @@ def test_wavs_ffmpeg_reads_otherwise_go_to_pyav(case):
         "a thousand chunks": lambda: riff(fmt(1, 2, 44100, 16), *[chunk(b"JUNK", b"")] * 1000, chunk(b"data", s16)),
     }
     data = files[case]()
-    assert wav.decode(data) is None
-    try:
-        expected = audio.decode_av(data)
-    except audio.DecodeError as exc:
-        with pytest.raises(audio.DecodeError) as caught:
-            audio.decode(data)
-        assert str(caught.value) == str(exc)
+    got = decoded_as_before(data)
+    if got is None:
         return
-    got = audio.decode(data)
-    assert got["sample_rate"] == expected["sample_rate"] and identical(got["waveform"], expected["waveform"])
     if case == "s/pdif":  # really decoded as AC-3, not read as the PCM it is stored as
         stored = np.frombuffer(data[44:], "<i2").reshape(-1, 2).T.astype(np.float32) / 32768
         assert got["waveform"].shape[-1] == stored.shape[-1] and not np.array_equal(got["waveform"][0], stored)
@@ -298,16 +306,7 @@ def test_broken_or_foreign_riff_files_fail_or_decode_as_before(case):
         "header only": riff(good, chunk(b"data", b"")),
         "truncated fmt": riff(good)[:30],
     }
-    data = files[case]
-    assert wav.decode(data) is None
-    try:
-        expected = audio.decode_av(data)
-    except audio.DecodeError as exc:
-        with pytest.raises(audio.DecodeError) as caught:
-            audio.decode(data)
-        assert str(caught.value) == str(exc)
-    else:
-        assert identical(audio.decode(data)["waveform"], expected["waveform"])
+    decoded_as_before(files[case])
 
 
 def test_too_long_is_refused_from_the_header_before_any_sample_is_read(monkeypatch, tmp_path):

@@ -191,8 +191,26 @@ class ComfyUI:
         return self.base / folder / item.get("subfolder", "") / item["filename"]
 
 
+PROGRESS_TEXT = "progress_text"  # how a binary progress text (type 3) is named among the decoded messages
+
+
+def decode_message(opcode_text: bool, data) -> dict:
+    """One websocket message as a dict: JSON text as sent, a binary progress text (type 3: node id length,
+    node id, text) as {"type": "progress_text", "data": {"node": ..., "text": ...}}; other binaries
+    (previews) as {"type": "binary", "data": {"kind": n}}."""
+    if opcode_text:
+        return json.loads(data)
+    (kind,) = struct.unpack(">I", data[:4])
+    if kind == Events.TEXT:
+        (length,) = struct.unpack(">I", data[4:8])
+        node = data[8:8 + length].decode()
+        return {"type": PROGRESS_TEXT, "data": {"node": node, "text": data[8 + length:].decode("utf-8", "replace")}}
+    return {"type": "binary", "data": {"kind": kind}}
+
+
 class Events:
-    """The websocket /ws of one client id: JSON events and progress text (binary type 3), collected in a thread."""
+    """The websocket /ws of one client id: JSON events and progress text (binary type 3), collected in a
+    thread; `timeline` keeps every message, decoded, with the time.monotonic() of its receipt."""
 
     TEXT = 3
 
@@ -200,7 +218,7 @@ class Events:
         import websocket  # websocket-client
 
         self.client_id = uuid.uuid4().hex
-        self.messages, self.texts = [], []
+        self.messages, self.texts, self.timeline = [], [], []
         self._lock = threading.Lock()
         self._ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={self.client_id}",
                                                timeout=30, http_no_proxy=["127.0.0.1"])
@@ -219,15 +237,22 @@ class Events:
                 continue
             except Exception:  # closed
                 return
+            received = time.monotonic()
+            text = opcode == websocket.ABNF.OPCODE_TEXT
+            if not text and not (opcode == websocket.ABNF.OPCODE_BINARY and len(data) >= 8):
+                continue
+            message = decode_message(text, data)
             with self._lock:
-                if opcode == websocket.ABNF.OPCODE_BINARY and len(data) >= 8:
-                    (kind,) = struct.unpack(">I", data[:4])
-                    if kind == self.TEXT:
-                        (length,) = struct.unpack(">I", data[4:8])
-                        node = data[8:8 + length].decode()
-                        self.texts.append((node, data[8 + length:].decode("utf-8", errors="replace")))
-                elif opcode == websocket.ABNF.OPCODE_TEXT:
-                    self.messages.append(json.loads(data))
+                self.timeline.append((received, message))
+                if message["type"] == PROGRESS_TEXT:
+                    self.texts.append((message["data"]["node"], message["data"]["text"]))
+                elif text:
+                    self.messages.append(message)
+
+    def snapshot(self) -> list:
+        """Every message so far, with its receipt time: [(time.monotonic(), message)]."""
+        with self._lock:
+            return list(self.timeline)
 
     def texts_of(self, node_id: str) -> list:
         with self._lock:
