@@ -364,7 +364,7 @@ class Job:
                 f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
             ) from None
         files = await self._keep(response, request_id)
-        if any(not (self._streams.get(name) and self._streams[name].ready) for name in files):
+        if not all(getattr(self._streams.get(name), "ready", False) for name in files):
             self._say("Decoding")  # not said when every file was decoded while it downloaded
         # The decode starts in worker threads while the journal records the result (no wait in between).
         decoding = asyncio.ensure_future(self._decode(files, self.locate(response)))
@@ -541,13 +541,11 @@ class Job:
         """Decode every kept file, in worker threads: other nodes' and takes' downloads go on meanwhile."""
         async def one(name: str, path: Path) -> dict:
             stream = self._streams.pop(name, None)
+            decode = self.decode_file if stream is None else (
+                lambda kept: stream.result(kept) or self.decode_file(kept))  # the file only if the stream fell short
             try:
                 url = (urls or {}).get(name) if self.decode_file is audio_io.decode else None
-                if stream is None:
-                    return await asyncio.to_thread(reuse.decode, self.decode_file, path, url)
-                return await asyncio.to_thread(
-                    reuse.decode, lambda kept: stream.result(kept) or self.decode_file(kept), path, url,
-                    stream.file_hash(path))
+                return await asyncio.to_thread(reuse.decode, decode, path, url, stream and stream.file_hash(path))
             except audio_io.DecodeLimitExceeded as exc:
                 what = "file" if len(files) == 1 else f"'{name}' file"
                 raise RequestFailed(f"{self.endpoint}: the returned {what} was not decoded: {exc}. It is kept at "
