@@ -78,6 +78,12 @@ class Upload:
     def __post_init__(self):
         self.content_hash = self.origin.file_hash if self.origin else content_hash(self.data)
 
+    @property
+    def kind(self) -> str:
+        """What the file is, for the progress text: audio, image or video."""
+        major = self.content_type.split("/", 1)[0].lower()
+        return major if major in ("image", "video") else "audio"
+
     @classmethod
     def from_clip(cls, clip: dict, name: str = "input.wav") -> "Upload":
         found = reuse.origin(clip)
@@ -304,8 +310,9 @@ class Job:
                             value.origin.original)
                 if url is None:
                     comfy.throw_if_interrupted()
-                    self._say("Uploading input audio")
-                    url = await self._retrying("uploading input audio", lambda: self.gateway.upload(
+                    what = f"uploading input {value.kind}"
+                    self._say(what.capitalize())
+                    url = await self._retrying(what, lambda: self.gateway.upload(
                         value.data, value.content_type, value.file_name))
                     await book.call(book.remember_upload, value.content_hash, url)
             return url
