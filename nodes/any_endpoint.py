@@ -5,6 +5,7 @@ are uploaded and their URLs put in the fields the user names. Everything else is
 nodes' machinery: checks before paying, journal, reuse, resume, cancel, progress and cost.
 """
 
+import copy
 import json
 import re
 
@@ -56,6 +57,15 @@ class FalAnyEndpoint(FalAudioNode):
                                                 "image_field."}),
             "image_field": field("image", "image_url"),
         }, sent_seed=False)
+
+    async def generate(self, **inputs):
+        # The endpoint, its fields and arguments are declared per run, on a copy of the node: ComfyUI runs
+        # the items of a list input (say, several endpoints) concurrently on one node instance.
+        return await FalAudioNode.generate(copy.copy(self), **inputs)
+
+    def gone_hint(self) -> str:
+        return (f"Check the endpoint id for typos (copy it from the model's page, https://fal.ai/models/"
+                f"{self.ENDPOINT}); a retired model's page names the one to use instead.")
 
     def requests(self, inputs):
         from ..utils import credentials, endpoint_id, secrets

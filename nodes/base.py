@@ -262,6 +262,10 @@ class FalAudioNode:
         usable_output_folder(options, self.DISPLAY_NAME)
         return planned
 
+    def gone_hint(self) -> str:
+        """What to do when fal answers 404 to the submit (it does not serve ENDPOINT): "" to say nothing more."""
+        return f"Use the {self.SUCCESSOR} instead." if self.SUCCESSOR else ""
+
     async def generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
         from ..utils import audio as audio_io
         from ..utils.errors import EndpointGone
@@ -277,7 +281,7 @@ class FalAudioNode:
             planned = await asyncio.to_thread(self._plan, inputs, options)
         else:
             planned = self._plan(inputs, options)
-        self.progress = progress = comfy.Progress(unique_id)
+        self.progress = progress = comfy.Progress(unique_id)  # say() writes to it, e.g. from outputs()
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
                     decode=audio_io.decoder(self.raw_layout(request)))
                 for request, take_key, label in planned]
@@ -290,9 +294,9 @@ class FalAudioNode:
             results = await run_all(jobs)
         except BaseException as exc:
             progress.text(spend.stopped(jobs, exc, started))
-            if not isinstance(exc, EndpointGone) or not self.SUCCESSOR:
+            if not isinstance(exc, EndpointGone) or not self.gone_hint():
                 raise
-            raise EndpointGone(f"{self.DISPLAY_NAME}: {exc} Use the {self.SUCCESSOR} instead.") from None
+            raise EndpointGone(f"{self.DISPLAY_NAME}: {exc} {self.gone_hint()}") from None
         progress.text(spend.done(jobs, results, started))
         # Per run, not on the node: ComfyUI runs the list items of one node concurrently on one instance.
         for result, plan in zip(results, planned):

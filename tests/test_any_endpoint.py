@@ -35,13 +35,14 @@ def test_defaults_call_stable_audio_and_return_audio_and_the_response(fal, node)
     assert response["seed"] == 1234 and response["audio"]["url"].endswith("output.wav")
 
 
-def test_sockets_are_uploaded_into_the_named_fields(fal, node):
+def test_sockets_are_uploaded_into_the_named_fields(fal, node, comfy):
     fal.set_handler("someone/mixer/v1", lambda p: fal.file_result(seconds=0.5, rate=8000, channels=2))
     first, second = tone(1.0, freq=200.0), tone(1.5, channels=2, freq=300.0)
     image = torch.full((1, 4, 6, 3), 0.5)
     call(node, endpoint="someone/mixer/v1", arguments='{"prompt": "blend", "steps": 4, "nested": {"a": [1, 2]}}',
          audio_1=first, audio_1_field="source_url", audio_2=second, audio_2_field="style_url", image=image,
-         image_field="cover_url")
+         image_field="cover_url", unique_id="4")
+    assert {"Uploading input audio", "Uploading input image"} <= set(comfy.texts())  # each says what it uploads
     (submission,) = fal.submissions
     payload = submission.payload
     assert set(payload) == {"prompt", "steps", "nested", "source_url", "style_url", "cover_url"}
@@ -197,7 +198,11 @@ def test_the_model_contract_and_fal_errors_reach_the_user(fal, node):
     fal.retire("someone/gone")
     with pytest.raises(Exception) as error:
         call(node, endpoint="someone/gone", arguments="{}")
-    assert str(error.value).startswith("fal.ai no longer serves someone/gone: it answered 404 Not Found")
+    assert str(error.value).startswith("fal Audio (any endpoint): fal.ai no longer serves someone/gone: it answered "
+                                       "404 Not Found")
+    assert str(error.value).endswith("Check the endpoint id for typos (copy it from the model's page, "
+                                     "https://fal.ai/models/someone/gone); a retired model's page names the one to "
+                                     "use instead.")
 
 
 def test_cost_estimate_uses_the_endpoints_price(fal, node, comfy):
@@ -225,3 +230,38 @@ def test_a_paid_result_whose_download_failed_is_fetched_again_without_a_new_char
     assert "Run the node again to retry the download (no new charge)" in str(error.value)
     audio, response_json = call(node, endpoint="someone/app", arguments='{"a": 1}')
     assert len(fal.submissions) == 1 and audio["waveform"].shape == (1, 1, 4000)
+
+
+def test_list_items_with_other_endpoints_run_at_once_each_on_its_own_endpoint(fal, node, monkeypatch):
+    """ComfyUI runs the items of a list input concurrently on one node instance: each run's endpoint, fields
+    and arguments are its own, even while another item's clip is still being planned."""
+    import asyncio
+    import threading
+    import time
+
+    from support import pack_module
+
+    options = pack_module("utils.options")
+    original, first = options.usable_output_folder, threading.Event()
+
+    def slow_for_the_first(*args):  # the first run to get here waits while the other plans and submits
+        if not first.is_set():
+            first.set()
+            time.sleep(0.3)
+        return original(*args)
+
+    monkeypatch.setattr(options, "usable_output_folder", slow_for_the_first)
+    for endpoint in ("fal-ai/one", "fal-ai/two"):
+        fal.set_handler(endpoint, lambda p: fal.file_result(seconds=0.5, rate=8000, channels=1))
+    clip = {"waveform": torch.rand(1, 1, 8000) - 0.5, "sample_rate": 8000}
+
+    instance = node()  # one instance for both items, as ComfyUI has
+
+    async def both_items():
+        return await asyncio.gather(*(instance.generate(**defaults(
+            node, endpoint=endpoint, arguments=json.dumps({"prompt": endpoint}), audio_1=clip,
+            audio_1_field="audio_url")) for endpoint in ("fal-ai/one", "fal-ai/two")))
+
+    asyncio.run(both_items())
+    assert sorted((s.endpoint, s.payload["prompt"]) for s in fal.submissions) == [
+        ("fal-ai/one", "fal-ai/one"), ("fal-ai/two", "fal-ai/two")]
