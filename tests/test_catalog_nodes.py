@@ -10,8 +10,8 @@ import torch
 
 from fal_emulator import encode_sine
 from support import defaults, pack_module, run_node
-from test_models import (assert_decodes_to, assert_two_takes_sent, peak_hz, tone, upload_for, widget_default,
-                         widget_names)
+from test_models import (assert_default_payload_sent, assert_specs_cover, assert_two_takes_sent,
+                         peak_hz, tone, upload_for, widget_default, widget_names)
 
 MODULES = ("elevenlabs_v2", "minimax_v26", "stable_audio", "lyria3")
 SFX_TEXT = "Spacious braam suitable for high-impact movie trailer moments"
@@ -112,10 +112,7 @@ def serve(fal, name, seconds=0.5, freq=441.0, extra=None):
 
 
 def test_every_catalog_node_has_a_spec(nodes):
-    found = {name for name, cls in nodes.items() if cls.__module__.rsplit(".", 1)[-1] in MODULES}
-    assert found == set(SPECS)
-    for name, spec in SPECS.items():
-        assert nodes[name].ENDPOINT == spec["endpoint"]
+    assert_specs_cover(nodes, MODULES, SPECS)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -125,15 +122,7 @@ def test_default_payload(fal, nodes, name):
     clips = {socket: tone(seconds) for socket, (_, seconds) in spec.get("sockets", {}).items()}
     assert all(widget_default(cls, field) == "" for field in spec["text"])
     (audio, *_) = run_node(cls, **defaults(cls, **spec["text"], **spec.get("default_extra", {})), **clips)
-    (submission,) = fal.submissions
-    assert submission.endpoint == spec["endpoint"]
-    expected = dict(spec["default_payload"])
-    if spec.get("seeded"):
-        expected["seed"] = 0
-    for socket, (field, _) in spec.get("sockets", {}).items():
-        expected[field] = submission.payload.get(field)
-        assert_decodes_to(upload_for(fal, expected[field]).data, clips[socket])
-    assert submission.payload == expected
+    assert_default_payload_sent(fal, spec, clips, seeded=spec.get("seeded"))
     assert audio["waveform"].dtype == torch.float32 and audio["waveform"].shape[0] == 1
 
 

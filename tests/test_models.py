@@ -186,11 +186,30 @@ def assert_decodes_to(data, clip):
     assert torch.allclose(back["waveform"], clip["waveform"], atol=1e-4)
 
 
+def assert_specs_cover(nodes, modules, specs):
+    """The nodes of these modules are exactly the specs' nodes, each on its spec's endpoint."""
+    found = {name for name, cls in nodes.items() if cls.__module__.rsplit(".", 1)[-1] in modules}
+    assert found == set(specs)
+    for name, spec in specs.items():
+        assert nodes[name].ENDPOINT == spec["endpoint"]
+
+
+def assert_default_payload_sent(fal, spec, clips, seeded):
+    """The one request went to the spec's endpoint with its default payload (seed 0 if the model takes one)
+    and each connected clip uploaded into its field."""
+    (submission,) = fal.submissions
+    assert submission.endpoint == spec["endpoint"]
+    expected = dict(spec["default_payload"])
+    if seeded:
+        expected["seed"] = 0
+    for socket, (field, _) in spec.get("sockets", {}).items():
+        expected[field] = submission.payload.get(field)
+        assert_decodes_to(upload_for(fal, expected[field]).data, clips[socket])
+    assert submission.payload == expected
+
+
 def test_every_model_node_has_a_spec(nodes):
-    models = {name for name, cls in nodes.items() if cls.__module__.rsplit(".", 1)[-1] in MODEL_MODULES}
-    assert models == set(SPECS)
-    for name in SPECS:
-        assert nodes[name].ENDPOINT == SPECS[name]["endpoint"]
+    assert_specs_cover(nodes, MODEL_MODULES, SPECS)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -201,15 +220,7 @@ def test_default_payload(fal, nodes, name):
     # Only required text is typed in; every other widget keeps its default.
     assert all(widget_default(cls, field) == "" for field in spec["text"])
     run_node(cls, **defaults(cls, **spec["text"]), **clips)
-    (submission,) = fal.submissions
-    assert submission.endpoint == spec["endpoint"]
-    expected = dict(spec["default_payload"])
-    if name in SEEDED:
-        expected["seed"] = 0
-    for socket, (field, _) in spec.get("sockets", {}).items():
-        expected[field] = submission.payload.get(field)
-        assert_decodes_to(upload_for(fal, expected[field]).data, clips[socket])
-    assert submission.payload == expected
+    assert_default_payload_sent(fal, spec, clips, seeded=name in SEEDED)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
