@@ -31,26 +31,41 @@ CONTENT_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".flac": "audio/flac
 _served: dict = {}  # URL -> time.monotonic() it was last seen served
 
 
-def _xxh3(data) -> str:
+def content_hash(data) -> str:
+    """The content hash that names inputs and results (journal identities, upload reuse, chaining).
+
+    XXH3-128: not cryptographic, and need not be (it names the user's own clips; nobody
+    forges collisions against them), with 128 bits against chance collisions, and about
+    10 GB/s: a 60 s stereo clip hashes in ~1 ms instead of ~30 ms with sha256/blake2b.
+    """
     import xxhash
 
     return "xxh3-128:" + xxhash.xxh3_128_hexdigest(data)
 
 
-def file_hash(path: Path) -> str:
-    """Content hash of a file, read in 1 MiB blocks (a 10-minute WAV is ~100 MB: never held whole)."""
+def running_hash():
+    """The same hash taken block by block: update(bytes) each block, then hash_name() of it."""
     import xxhash
 
-    digest = xxhash.xxh3_128()
+    return xxhash.xxh3_128()
+
+
+def hash_name(digest) -> str:
+    return "xxh3-128:" + digest.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    """Content hash of a file, read in 1 MiB blocks (a 10-minute WAV is ~100 MB: never held whole)."""
+    digest = running_hash()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return "xxh3-128:" + digest.hexdigest()
+    return hash_name(digest)
 
 
 def samples_hash(waveform) -> str:
     """Content hash of a [C, T] float32 CPU waveform (~1 ms per 10 MB)."""
-    return _xxh3(waveform.contiguous().numpy().data)
+    return content_hash(waveform.contiguous().numpy().data)
 
 
 def served(url: str) -> None:
@@ -114,7 +129,7 @@ class Origin:
         the same file), else the clip as 16-bit WAV like any other clip: (bytes, type, name)."""
         try:
             data = self.path.read_bytes()
-            if _xxh3(data) == self.file_hash:
+            if content_hash(data) == self.file_hash:
                 return data, self.content_type, self.file_name
         except OSError:
             pass

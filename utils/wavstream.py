@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import audio as audio_io
-from . import wav
+from . import reuse, wav
 from .log import get_logger
 
 log = get_logger("wavstream")
@@ -37,8 +37,6 @@ class WavStream:
         self._restart()
 
     def _restart(self) -> None:
-        import xxhash
-
         self.received = 0  # bytes of the file fed so far, contiguous from its start
         self.contiguous = True  # every byte from 0 to `received` was fed, in order
         self.void = False  # the streamed samples cannot be used (the file is decoded instead)
@@ -49,7 +47,7 @@ class WavStream:
         self._scratch = None
         self._carry = b""  # the bytes of a frame split between two blocks
         self._converted = 0  # frames
-        self._digest = xxhash.xxh3_128()
+        self._digest = reuse.running_hash()
 
     def start(self, offset: int, total: Optional[int]) -> None:
         """A response begins at byte `offset` of the file (0: from the start, anew); `total` is
@@ -89,7 +87,7 @@ class WavStream:
     def file_hash(self, path: Path) -> Optional[str]:
         """The content hash of the finished file (as reuse.file_hash gives it), if every byte of it was fed."""
         if self.contiguous and _size(path) == self.received:
-            return "xxh3-128:" + self._digest.hexdigest()
+            return reuse.hash_name(self._digest)
         return None
 
     def result(self, path: Path) -> Optional[dict]:
