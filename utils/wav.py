@@ -20,8 +20,8 @@ s32 / 2^31, f64 rounded to f32), and leaves to PyAV whatever FFmpeg might read a
 
 The length is known from the sizes before any sample is read, so the decode limits refuse a file first;
 the output [C, T] float32 is allocated once and filled block by block (peak extra memory: one block).
-utils/wavstream.py (decoding while the file downloads) reuses _parse, _parse_fmt, _Layout, _File and
-_convert_block: keep their meaning when changing them.
+utils/wavstream.py (decoding while the file downloads) reuses parse, parse_fmt, Layout, FileReader and
+convert_block: keep their meaning when changing them.
 """
 
 import struct
@@ -46,7 +46,7 @@ _PROBE_WINDOW = 1 << 18  # more than FFmpeg's codec probing of 16-bit PCM reads 
 _MAX_CHUNKS = 1000
 
 
-class _Layout:
+class Layout:
     """Where the samples are and how they are stored."""
 
     def __init__(self, kind: str, width: int, channels: int, rate: int, start: int, frames: int):
@@ -66,7 +66,7 @@ class _Bytes:
         pass
 
 
-class _File:
+class FileReader:
     def __init__(self, path):
         import os
 
@@ -90,9 +90,9 @@ def decode(source: Union[bytes, bytearray, memoryview, str, Path], max_seconds: 
     Raises audio.DecodeLimitExceeded, before reading any sample, when the audio is longer than the limits;
     OSError when the file cannot be read.
     """
-    reader = _Bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else _File(source)
+    reader = _Bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else FileReader(source)
     try:
-        layout = _parse(reader)
+        layout = parse(reader)
         if layout is None:
             return None
         limit = min(int(max_seconds * layout.rate), max_samples // layout.channels)
@@ -104,7 +104,7 @@ def decode(source: Union[bytes, bytearray, memoryview, str, Path], max_seconds: 
         reader.close()
 
 
-def _parse(reader) -> Optional[_Layout]:
+def parse(reader) -> Optional[Layout]:
     """The sample layout, following FFmpeg's wav_read_header; None where FFmpeg could differ or fails."""
     size = reader.size
     head = reader.read(0, 12)
@@ -123,7 +123,7 @@ def _parse(reader) -> Optional[_Layout]:
         following = body + length
         if tag == b"fmt ":
             if fmt is None:  # FFmpeg reads the first one only
-                fmt = _parse_fmt(reader.read(body, min(length, 4096)), length)
+                fmt = parse_fmt(reader.read(body, min(length, 4096)), length)
                 if fmt is None:
                     return None
         elif tag == b"data":
@@ -156,10 +156,10 @@ def _parse(reader) -> Optional[_Layout]:
             window = reader.read(start, _PROBE_WINDOW)
             if any(sync in window for sync in _DTS_SYNCS):
                 return None
-    return _Layout(kind, width, channels, rate, start, frames)
+    return Layout(kind, width, channels, rate, start, frames)
 
 
-def _parse_fmt(chunk: bytes, length: int):
+def parse_fmt(chunk: bytes, length: int):
     """(kind, bytes per sample, channels, rate, codec tag) of a 'fmt ' chunk FFmpeg reads as plain PCM/float."""
     if length < 16 or len(chunk) < 16:
         return None
@@ -219,7 +219,7 @@ def _more_data(reader, position: int, size: int) -> bool:
     return True  # too many to follow: PyAV decides
 
 
-def _convert(reader, layout: _Layout):
+def _convert(reader, layout: Layout):
     """The samples as a contiguous float32 [1, C, T] tensor, converted block by block into one allocation."""
     import numpy as np
     import torch
@@ -241,7 +241,7 @@ def _convert(reader, layout: _Layout):
         else:
             block = memoryview(buffer)[:nbytes]
             _read_into(reader.file, block)
-        _convert_block(np, layout.kind, block, count, channels, out[:, first:first + count], scratch)
+        convert_block(np, layout.kind, block, count, channels, out[:, first:first + count], scratch)
     return torch.from_numpy(out).unsqueeze(0)
 
 
@@ -254,7 +254,7 @@ def _read_into(file, block: memoryview) -> None:
         done += got
 
 
-def _convert_block(np, kind: str, block, count: int, channels: int, target, scratch) -> None:
+def convert_block(np, kind: str, block, count: int, channels: int, target, scratch) -> None:
     """One block of interleaved samples into `target` ([C, count] float32 view), scaled as swresample does."""
     if kind == "s24":
         # Each 3-byte sample into the top 3 bytes of a little-endian int32: the value << 8, as FFmpeg decodes it.

@@ -42,7 +42,7 @@ class WavStream:
         self.void = False  # the streamed samples cannot be used (the file is decoded instead)
         self._total: Optional[int] = None
         self._head: Optional[bytearray] = bytearray()
-        self._layout: Optional[wav._Layout] = None
+        self._layout: Optional[wav.Layout] = None
         self._out = None
         self._scratch = None
         self._carry = b""  # the bytes of a frame split between two blocks
@@ -98,9 +98,9 @@ class WavStream:
             return None
         if not self.contiguous or _size(path) != self.received:
             return None
-        reader = wav._File(path)
+        reader = wav.FileReader(path)
         try:
-            final = wav._parse(reader)
+            final = wav.parse(reader)
         finally:
             reader.close()
         if final is None or vars(final) != vars(layout):
@@ -131,7 +131,7 @@ class WavStream:
             if tag == b"fmt " and fmt is None:
                 if body + min(length, 4096) > len(head):
                     break  # the rest of the chunk is still to come
-                fmt = wav._parse_fmt(bytes(head[body:body + min(length, 4096)]), length)
+                fmt = wav.parse_fmt(bytes(head[body:body + min(length, 4096)]), length)
                 if fmt is None:
                     self._give_up("not a plain PCM or float WAV")
                     return False
@@ -159,7 +159,7 @@ class WavStream:
             return False
         import numpy as np
 
-        self._layout = wav._Layout(kind, width, channels, rate, start, frames)
+        self._layout = wav.Layout(kind, width, channels, rate, start, frames)
         self._out = np.empty((channels, frames), dtype=np.float32)
         return True
 
@@ -188,7 +188,7 @@ class WavStream:
                 self._scratch = np.empty(count * layout.channels, dtype="<i4")
             scratch = self._scratch
         first = self._converted
-        wav._convert_block(np, layout.kind, wanted[:used], count, layout.channels,
+        wav.convert_block(np, layout.kind, wanted[:used], count, layout.channels,
                            self._out[:, first:first + count], scratch)
         self._converted += count
 
