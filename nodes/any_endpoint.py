@@ -5,7 +5,6 @@ are uploaded and their URLs put in the fields the user names. Everything else is
 nodes' machinery: checks before paying, journal, reuse, resume, cancel, progress and cost.
 """
 
-import copy
 import json
 import re
 
@@ -57,11 +56,6 @@ class FalAnyEndpoint(FalAudioNode):
                                                 "image_field."}),
             "image_field": field("image", "image_url"),
         }, sent_seed=False)
-
-    async def generate(self, **inputs):
-        # The endpoint, its fields and arguments are declared per run, on a copy of the node: ComfyUI runs
-        # the items of a list input (say, several endpoints) concurrently on one node instance.
-        return await FalAudioNode.generate(copy.copy(self), **inputs)
 
     def gone_hint(self) -> str:
         return (f"Check the endpoint id for typos (copy it from the model's page, https://fal.ai/models/"

@@ -5,6 +5,7 @@ outputs(); everything about transport, journal, progress and cancel lives in uti
 """
 
 import asyncio
+import copy
 import time
 from typing import TYPE_CHECKING, Dict
 
@@ -267,6 +268,12 @@ class FalAudioNode:
         return f"Use the {self.SUCCESSOR} instead." if self.SUCCESSOR else ""
 
     async def generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
+        # Each run works on a copy of the node: ComfyUI runs the items of a list input concurrently on one
+        # instance, and a run keeps on the node what it planned (e.g. the any-endpoint node's endpoint) and
+        # its progress.
+        return await copy.copy(self)._generate(fal_client, unique_id, **inputs)
+
+    async def _generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
         from ..utils import audio as audio_io
         from ..utils.errors import EndpointGone
         from ..utils.job import Job
