@@ -11,16 +11,16 @@ WEB_DIRECTORY = "./web"
 # as a lone module, when the folder's name is no identifier (a clone named fal-audio): then it only reads it.
 if __package__:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-    from .utils import comfy as _comfy
+    from .core import comfy as _comfy
 
     _problem = _comfy.version_problem()
     if _problem:
-        from .utils.log import get_logger as _get_logger
+        from .core.log import get_logger as _get_logger
 
         _get_logger("startup").warning(_problem)
 
     # The price badges' route (web/js/): only when ComfyUI's server is running, a no-op elsewhere.
-    from .utils import routes as _routes
+    from .editor import routes as _routes
 
     _routes.register(NODE_CLASS_MAPPINGS)
 

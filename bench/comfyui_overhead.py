@@ -15,7 +15,7 @@ from the websocket as ComfyUI's frontend sees it: from the `executing` message n
 the next `executing` message of the prompt (the output node), both stamped on receipt here (loopback).
 Added time = that - the emulator's job time (queue 0 s + run 2 s). The floor, measured in the same
 process between the prompts: one plain httpx GET of the same file through the emulator's proxy on an
-already-built client + one decode with the pack's PyAV decoder (utils.audio.decode_av). A warm-up
+already-built client + one decode with the pack's PyAV decoder (media.audio.decode_av). A warm-up
 prompt (and a warm-up floor) come first. Medians over --runs runs.
 
 The table row goes to stdout (as bench/run.py's); per-run values, where the node's time goes (from the
@@ -59,7 +59,7 @@ def _list(values, fmt: str = ".3f") -> str:
     return "[" + ", ".join(f"{v:{fmt}}" for v in values) + "]"
 
 
-# -- reading the websocket (pure: tested in tests/test_comfyui_bench.py) -----------------------------
+# -- reading the websocket (pure: tested in tests/bench/test_comfyui_bench.py) -----------------------------
 
 
 def node_span(timeline: list, prompt_id: str, node_id: str) -> dict:
@@ -241,7 +241,7 @@ def main() -> int:
         for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_AUDIO_CREDENTIALS"):
             os.environ.pop(name, None)
         os.environ.update(env)
-        audio = support.pack_module("utils.audio", PACK_NAME)
+        audio = support.pack_module("media.audio", PACK_NAME)
         floor = Floor(url, getattr(audio, "decode_av", audio.decode))
 
         server = ComfyUI(main_py, workdir / "comfyui", env)

@@ -199,7 +199,7 @@ class Bench:
     def floor(self, url: str):
         """One plain httpx GET of the file (loopback, through the proxy) + one PyAV decode (the
         pack's own PyAV decoder, as the issue defines the floor; the node may decode faster)."""
-        audio = support.pack_module("utils.audio", PACK_NAME)
+        audio = support.pack_module("media.audio", PACK_NAME)
         decode = getattr(audio, "decode_av", audio.decode)
         gc.collect()
         start = time.perf_counter()
@@ -213,7 +213,7 @@ class Bench:
         (so a new proxy tunnel and TLS connection; the TLS context is shared, as the pack's is)."""
         import httpx
 
-        context = support.pack_module("utils.gateway", PACK_NAME).ssl_context()
+        context = support.pack_module("core.tls", PACK_NAME).ssl_context()
 
         async def get():
             async with httpx.AsyncClient(verify=context) as client:
@@ -297,11 +297,11 @@ class Bench:
             setattr(owner, name, timed)
             patches.callback(setattr, owner, name, original)
 
-        job = support.pack_module("utils.job", PACK_NAME)
-        journal = support.pack_module("utils.journal", PACK_NAME)
-        gateway = support.pack_module("utils.gateway", PACK_NAME)
+        job = support.pack_module("jobs.job", PACK_NAME)
+        journal = support.pack_module("money.journal", PACK_NAME)
+        gateway = support.pack_module("transport.gateway", PACK_NAME)
         base = support.pack_module("nodes.base", PACK_NAME)
-        spend = support.pack_module("utils.spend", PACK_NAME)
+        spend = support.pack_module("jobs.spend", PACK_NAME)
         with contextlib.ExitStack() as patches:
             wrap(base.FalAudioNode, "generate", "node", patches)
             wrap(spend, "estimate", "estimate", patches)
@@ -372,7 +372,7 @@ class Bench:
         set_file_result(emu, "fal-ai/lyria2", seconds=LYRIA_SECONDS, rate=LYRIA_RATE, channels=2)
         emu.set_timing("fal-ai/lyria2", run_seconds=CONCURRENT_RUN_SECONDS)
         node_class = self.nodes[LYRIA]
-        slots = support.pack_module("utils.slots", PACK_NAME).SLOTS
+        slots = support.pack_module("transport.slots", PACK_NAME).SLOTS
         (options,) = self.nodes["FalAudioClient"]().create("", 300.0, 3600.0, "", max_concurrent_requests=cap)
 
         async def many_nodes():
@@ -432,8 +432,8 @@ class Bench:
 
     def uploads(self, report: Report) -> None:
         emu = self.emu
-        job = support.pack_module("utils.job", PACK_NAME)
-        gateway = support.pack_module("utils.gateway", PACK_NAME).Gateway(KEY)
+        job = support.pack_module("jobs.job", PACK_NAME)
+        gateway = support.pack_module("transport.gateway", PACK_NAME).Gateway(KEY)
         clip = sine_clip(UPLOAD_SECONDS, UPLOAD_RATE)
         say(f"uploads: {UPLOAD_SECONDS:g} s stereo {UPLOAD_RATE} Hz clip, {self.runs} runs")
 
@@ -682,8 +682,8 @@ def _code_version() -> str:
         return out.stdout.rstrip("\n") if out.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "__init__.py", "nodes", "utils",
-                                                          "tests/fal_emulator.py").splitlines()]
+    code = ("__init__.py", "nodes", "core", "media", "transport", "money", "jobs", "editor", "tests/fal_emulator.py")
+    changed = [line[3:] for line in git("status", "--porcelain", "--", *code).splitlines()]
     return commit + (f" + uncommitted changes in {', '.join(changed)}" if changed else " (clean)")
 
 

@@ -1,4 +1,8 @@
-"""Every node of the pack, registered under its class name."""
+"""Every node of the pack, registered under its class name.
+
+The top of the pack: node files may import every package (core, media, transport, money, jobs). They are
+imported when ComfyUI declares the nodes, so this is the boundary that defers: at import a node file takes only
+core.comfy and its siblings here; everything else is imported inside the functions that run a node."""
 
 from .ace_step import (AceStepAudioInpaint, AceStepAudioOutpaint, AceStepAudioToAudio, AceStepPromptToAudio,
                        AceStepTextToAudio)

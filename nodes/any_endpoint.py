@@ -62,8 +62,9 @@ class FalAnyEndpoint(FalAudioNode):
                 f"{self.ENDPOINT}); a retired model's page names the one to use instead.")
 
     def requests(self, inputs):
-        from ..utils import credentials, endpoint_id, secrets
-        from ..utils.json_text import parse_object
+        from ..transport import credentials, endpoint_id
+        from ..core import secrets
+        from ..core.json_text import parse_object
 
         inputs = dict(inputs)
         endpoint = endpoint_id.check(inputs.pop("endpoint", ""), self.DISPLAY_NAME, "endpoint")
@@ -93,7 +94,7 @@ class FalAnyEndpoint(FalAudioNode):
         return {**request, **self.arguments}
 
     def result_files(self, response):
-        from ..utils.results import MAIN, first_audio_file
+        from ..jobs.results import MAIN, first_audio_file
 
         found = first_audio_file(response)
         if found is None:
@@ -102,7 +103,7 @@ class FalAnyEndpoint(FalAudioNode):
         return {MAIN: found[1]}
 
     def outputs(self, results):
-        from ..utils import secrets
+        from ..core import secrets
 
         responses = [r.response for r in results]
         text = json.dumps(responses[0] if len(responses) == 1 else responses, indent=2, ensure_ascii=False)

@@ -1,7 +1,8 @@
 """What every fal model node shares: turn widget values into requests, run them, return AUDIO.
 
 A model node declares ENDPOINT, its INPUT_TYPES, and at most a validate() and an
-outputs(); everything about transport, journal, progress and cancel lives in utils.
+outputs(); transport, journal, progress and cancel live in the packages below (transport/, money/,
+jobs/, core/).
 """
 
 import asyncio
@@ -9,14 +10,14 @@ import copy
 import time
 from typing import TYPE_CHECKING, Dict
 
-from ..utils import comfy
+from ..core import comfy
 from . import widgets
 
 if TYPE_CHECKING:
-    from ..utils.options import CallOptions
+    from ..jobs.options import CallOptions
 
-# Declaring the nodes compiles only what a declaration needs: every other utils module (audio,
-# errors, options, ...; utils.job and through it sqlite3, httpx, fal_client) is imported where it
+# Declaring the nodes compiles only what a declaration needs: every other module of the pack (audio,
+# errors, options, ...; jobs.job and through it sqlite3, httpx, fal_client) is imported where it
 # is used, on a node's first run. A first start (no .pyc) compiles every module it imports.
 
 # Inputs that steer the node rather than being sent to the model.
@@ -68,7 +69,7 @@ class FalAudioNode:
     NULL: Dict[str, object] = {}
     # The largest seed the model takes.
     SEED_MAX = widgets.SEED_MAX
-    # Cost facts for the estimate before paying (utils.pricing turns them into the price's units).
+    # Cost facts for the estimate before paying (money.pricing turns them into the price's units).
     # OUTPUT_SECONDS: seconds of audio one request makes: a number (a fixed length), the name of the request
     # field that holds it, or None (unknown before the run). TEXT_FIELD: the request field whose characters
     # per-character prices bill. Nodes whose cost depends on more (an input clip's length) override billing().
@@ -91,28 +92,28 @@ class FalAudioNode:
 
     def prepare(self, request: dict) -> dict:
         """Widget values -> fal's fields where they differ (a unit, JSON text, a nested setting). Runs before
-        validate(), before anything is paid; raise utils.errors.invalid(...) for what cannot be sent."""
+        validate(), before anything is paid; raise core.errors.invalid(...) for what cannot be sent."""
         return request
 
     def raw_layout(self, request: dict):
-        """For a request whose result is headerless samples (e.g. raw PCM), their utils.audio.RawLayout;
+        """For a request whose result is headerless samples (e.g. raw PCM), their media.audio.RawLayout;
         None when the result file is a normal audio container."""
         return None
 
     def validate(self, request: dict, clips: Dict[str, dict]) -> None:
-        """Model-specific checks before paying; raise utils.errors.invalid(...)."""
+        """Model-specific checks before paying; raise core.errors.invalid(...)."""
 
     def result_files(self, response: dict) -> Dict[str, str]:
         """The files to keep from fal's response: output name -> file URL. The job runner downloads,
         keeps (journal, reuse, resume) and decodes every one into JobResult.audios[name]; the first
         is also JobResult.audio. {} for a text-only result. Raise ValueError if a required file is missing."""
-        from ..utils.results import MAIN, file_url
+        from ..jobs.results import MAIN, file_url
 
         return {MAIN: file_url(response, self.RESULT_FILE)}
 
     def outputs(self, results: list) -> tuple:
         """The node's sockets from its JobResults (.response, .audio, .audios, .inputs), one per request."""
-        from ..utils import audio as audio_io
+        from ..media import audio as audio_io
 
         return (audio_io.stack([r.audio for r in results]),)
 
@@ -124,7 +125,7 @@ class FalAudioNode:
 
     def check(self, rule_holds: bool, field: str, rule: str) -> None:
         if not rule_holds:
-            from ..utils.errors import invalid
+            from ..core.errors import invalid
 
             raise invalid(self.DISPLAY_NAME, field, rule)
 
@@ -171,10 +172,10 @@ class FalAudioNode:
         """Every (request, take_key, label) this run pays for: clips of a batch x takes.
 
         `inputs` may carry the run's CallOptions as "fal_client" (for the per-run request cap)."""
-        from ..utils import audio as audio_io
-        from ..utils import validate
-        from ..utils.options import CallOptions
-        from ..utils.png import image_png
+        from ..media import audio as audio_io
+        from ..core import validate
+        from ..jobs.options import CallOptions
+        from ..media.png import image_png
 
         options = inputs.get("fal_client") or CallOptions()
         validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), inputs)
@@ -188,7 +189,7 @@ class FalAudioNode:
         clip_lists = {}
         for socket, field in self.AUDIO_INPUTS.items():
             if inputs.get(socket) is not None:
-                from ..utils import reuse  # on first run: declaring nodes imports no more than it must
+                from ..media import reuse  # on first run: declaring nodes imports no more than it must
 
                 # Each clip keeps the origin of its batch item: a fal result passed on unchanged goes by URL.
                 clip_lists[socket] = reuse.carry(inputs[socket], audio_io.clips(inputs[socket], self.DISPLAY_NAME,
@@ -201,7 +202,7 @@ class FalAudioNode:
         for socket, clips in clip_lists.items():
             for index, clip in enumerate(clips):
                 self._check_clip_length(socket, clip, index, len(clips))
-        from ..utils.job import Upload
+        from ..jobs.job import Upload
 
         per_clip = [{s: c[index if len(c) > 1 else 0] for s, c in clip_lists.items()} for index in range(batch)]
         for clips in per_clip:
@@ -230,7 +231,7 @@ class FalAudioNode:
             return
         socket = next((s for s, c in clip_lists.items() if len(c) == batch), None) if batch > 1 else None
         how = (f"has {batch} clips x {takes} take{'s' if takes > 1 else ''}" if socket else f"is {takes}")
-        from ..utils.errors import invalid
+        from ..core.errors import invalid
 
         raise invalid(self.DISPLAY_NAME, socket or "takes",
                       f"{how}: this run would make {count} paid requests, more than the {limit} a run may make. "
@@ -239,8 +240,8 @@ class FalAudioNode:
     def _check_clip_length(self, socket: str, clip: dict, index: int, count: int) -> None:
         if self.INPUT_SECONDS is None:
             return
-        from ..utils.audio import duration
-        from ..utils.errors import invalid
+        from ..media.audio import duration
+        from ..core.errors import invalid
 
         low, high = self.INPUT_SECONDS
         seconds = duration(clip)
@@ -257,7 +258,7 @@ class FalAudioNode:
 
     def _plan(self, inputs: dict, options: "CallOptions") -> list:
         """The checked requests of this run, once the output folder is known to be usable."""
-        from ..utils.options import usable_output_folder
+        from ..jobs.options import usable_output_folder
 
         planned = self.requests({**inputs, "fal_client": options})
         usable_output_folder(options, self.DISPLAY_NAME)
@@ -274,10 +275,10 @@ class FalAudioNode:
         return await copy.copy(self)._generate(fal_client, unique_id, **inputs)
 
     async def _generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
-        from ..utils import audio as audio_io
-        from ..utils.errors import EndpointGone
-        from ..utils.job import Job
-        from ..utils.options import CallOptions
+        from ..media import audio as audio_io
+        from ..core.errors import EndpointGone
+        from ..jobs.job import Job
+        from ..jobs.options import CallOptions
 
         options = fal_client or CallOptions()
 
@@ -292,7 +293,7 @@ class FalAudioNode:
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
                     decode=audio_io.decoder(self.raw_layout(request)))
                 for request, take_key, label in planned]
-        from ..utils import spend
+        from ..jobs import spend
 
         # The estimate is shown, and checked against the daily limit, before anything is uploaded or sent.
         await spend.estimate(jobs, [getattr(p, "bill", None) for p in planned], options, progress)
@@ -312,8 +313,8 @@ class FalAudioNode:
 
 
 def duration(clip: dict) -> float:
-    """Seconds of an AUDIO clip, for node files: utils.audio (the codec) is imported on first use."""
-    from ..utils.audio import duration as seconds
+    """Seconds of an AUDIO clip, for node files: media.audio (the codec) is imported on first use."""
+    from ..media.audio import duration as seconds
 
     return seconds(clip)
 

@@ -57,9 +57,9 @@ class FalClientNode:
 
     def create(self, profile, queue_timeout, overall_timeout, output_dir, daily_spend_limit_usd=0.0,
                max_requests_per_run=MAX_REQUESTS_PER_RUN, max_concurrent_requests=16):
-        from ..utils import validate
-        from ..utils.errors import invalid
-        from ..utils.options import CallOptions, OutputFolderError, resolve_output_dir
+        from ..core import validate
+        from ..core.errors import invalid
+        from ..jobs.options import CallOptions, OutputFolderError, resolve_output_dir
 
         validate.widgets(self.DISPLAY_NAME, self.INPUT_TYPES(), {
             "profile": profile, "queue_timeout": queue_timeout, "overall_timeout": overall_timeout,

@@ -19,7 +19,7 @@ AUTO = 0.0  # a length widget at 0: not sent, the model chooses
 
 def raw_layout(output_format: str):
     """The layout of ElevenLabs' headerless formats (codec_rate), None for MP3 / Opus."""
-    from ..utils.audio import RawLayout
+    from ..media.audio import RawLayout
 
     codec, _, rest = output_format.partition("_")
     return RawLayout(RAW[codec], int(rest.split("_")[0]), 1) if codec in RAW else None
@@ -135,8 +135,8 @@ class ElevenLabsMusic(FalAudioNode):
                    "(set it to 0)")
         self.check(not request.pop("force_instrumental", False), "force_instrumental",
                    "works only with a prompt; with a composition_plan leave it off (give the sections no lines)")
-        from ..utils.json_text import parse_object
-        from ..utils.schema import problem
+        from ..core.json_text import parse_object
+        from ..core.schema import problem
 
         plan = parse_object(plan_text, self.DISPLAY_NAME, "composition_plan")
         found = problem(plan, COMPOSITION_PLAN)

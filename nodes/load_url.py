@@ -29,9 +29,10 @@ class LoadAudioFromURL:
         }}
 
     async def load(self, url, max_megabytes=DEFAULT_MEGABYTES):
-        from ..utils import audio as audio_io
-        from ..utils import validate
-        from ..utils.fetch import FetchFailed, display_url, fetch
+        from ..media import audio as audio_io
+        from ..core import validate
+        from ..media.fetch import FetchFailed, display_url, fetch
+        from ..media.limits import DecodeError, DecodeLimitExceeded
 
         name = self.DISPLAY_NAME
         validate.widgets(name, self.INPUT_TYPES(), {"url": url, "max_megabytes": max_megabytes})
@@ -39,7 +40,7 @@ class LoadAudioFromURL:
         try:
             # Off the event loop: other nodes of the prompt go on while this decodes.
             return (await asyncio.to_thread(audio_io.decode, data),)
-        except audio_io.DecodeLimitExceeded as exc:
+        except DecodeLimitExceeded as exc:
             raise FetchFailed(f"{name}: {display_url(url)} was not loaded: {exc}.") from None
-        except audio_io.DecodeError as exc:
+        except DecodeError as exc:
             raise FetchFailed(f"{name}: {display_url(url)} is not an audio file that can be decoded ({exc}).") from None

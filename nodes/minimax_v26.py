@@ -51,7 +51,7 @@ class MiniMaxMusicV26(FalAudioNode):
                    "is required unless is_instrumental or lyrics_optimizer is on")
 
     def raw_layout(self, request):
-        from ..utils.audio import RawLayout
+        from ..media.audio import RawLayout
 
         setting = request["audio_setting"]
         return RawLayout("s16le", setting["sample_rate"], PCM_CHANNELS) if setting["format"] == "pcm" else None

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from . import widgets
 
 if TYPE_CHECKING:
-    from ..utils.options import CallOptions
+    from ..jobs.options import CallOptions
 
 
 class FalSpend:
@@ -34,8 +34,9 @@ class FalSpend:
         return float("nan")  # never equal to itself: the spend changes between runs, so always re-run
 
     async def report(self, fal_client: "CallOptions" = None, unique_id=None):
-        from ..utils import comfy, ledger
-        from ..utils.options import CallOptions
+        from ..core import comfy
+        from ..money import ledger
+        from ..jobs.options import CallOptions
 
         options = fal_client or CallOptions()
         text, today = ledger.report(options.spend_limit())

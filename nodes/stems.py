@@ -98,7 +98,7 @@ class Demucs(_Separation):
         return files
 
     def outputs(self, results):
-        from ..utils import audio as audio_io
+        from ..media import audio as audio_io
 
         missing = [name for name in STEMS if any(name not in r.audios for r in results)]
         if missing:

@@ -61,7 +61,7 @@ class Wizper(FalAudioNode):
         return {}  # a transcript: nothing to download
 
     def outputs(self, results):
-        from ..utils.subtitles import srt
+        from ..media.subtitles import srt
 
         texts, subtitles, chunks = [], [], []
         for index, result in enumerate(results):

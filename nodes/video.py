@@ -45,7 +45,7 @@ class MMAudioVideoToAudio(FalAudioNode):
         return {"seconds": float(seconds) if seconds else None, "characters": None}
 
     def requests(self, inputs: dict) -> list:
-        from ..utils.video import check_frames, encode_mp4, frames_seconds
+        from ..media.video import check_frames, encode_mp4, frames_seconds
 
         inputs = dict(inputs)
         images = check_frames(inputs.pop("images", None), self.DISPLAY_NAME)
@@ -69,7 +69,7 @@ class MMAudioVideoToAudio(FalAudioNode):
                        f"is {duration:g} s but the frames last {seconds:.2f} s; the soundtrack is cut to the frames' "
                        "length, so ask for at most that (or 0 to match the frames)")
         planned = super().requests(inputs)
-        from ..utils.job import Upload  # the runner is imported on first run, not at start-up
+        from ..jobs.job import Upload  # the runner is imported on first run, not at start-up
 
         # Encoded once for every take; uploaded by the job runner only when a request is really sent.
         video = Upload(encode_mp4(images, fps), "video/mp4", "frames.mp4")
@@ -79,7 +79,7 @@ class MMAudioVideoToAudio(FalAudioNode):
         return planned
 
     async def generate(self, fal_client=None, unique_id=None, **inputs):
-        from ..utils.video import check_frames, fit_length, frames_seconds
+        from ..media.video import check_frames, fit_length, frames_seconds
 
         (audio,) = await super().generate(fal_client=fal_client, unique_id=unique_id, **inputs)
         images = check_frames(inputs.get("images"), self.DISPLAY_NAME)

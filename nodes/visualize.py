@@ -30,7 +30,7 @@ class AudioToWaveform(_AudioPicture):
         }}
 
     def draw(self, audio, width, height, background, foreground):
-        from ..utils import images
+        from ..media import images
 
         name = self.DISPLAY_NAME
         return (images.waveform_images(audio, int(width), int(height), images.parse_colour(background, name,
@@ -44,7 +44,7 @@ class AudioToSpectrogram(_AudioPicture):
 
     @classmethod
     def INPUT_TYPES(cls):
-        from ..utils import images
+        from ..media import images
 
         return {"required": {
             "audio": AUDIO,
@@ -64,8 +64,9 @@ class AudioToSpectrogram(_AudioPicture):
         }}
 
     def draw(self, audio, width, height, colour_map, db_range, min_frequency, background, foreground):
-        from ..utils import images, validate
-        from ..utils.errors import invalid
+        from ..media import images
+        from ..core import validate
+        from ..core.errors import invalid
 
         name = self.DISPLAY_NAME
         validate.widgets(name, self.INPUT_TYPES(), {"db_range": db_range, "min_frequency": min_frequency})

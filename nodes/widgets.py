@@ -3,8 +3,8 @@ takes controls, and the optional fal Client socket."""
 
 SEED_MAX = 2**31 - 1  # fal's models take a 32-bit signed seed
 MAX_TAKES = 8
-# The fal Client's default for max_requests_per_run: utils.options.MAX_REQUESTS_PER_RUN, CallOptions' default
-# (repeated here so that declaring the fal Client node imports no utils module; a test keeps them equal).
+# The fal Client's default for max_requests_per_run: jobs.options.MAX_REQUESTS_PER_RUN, CallOptions' default
+# (repeated here so that declaring the fal Client node imports nothing of jobs/; a test keeps them equal).
 MAX_REQUESTS_PER_RUN = 16
 
 

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from fal_emulator import FalEmulator
-from support import CANARY_KEY, load_pack
+# The tests live in folders by package (tests/core, tests/media, ...); their shared modules (support, the fal
+# emulator) at the top of tests/, importable from every folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fal_emulator import FalEmulator  # noqa: E402
+from support import CANARY_KEY, load_pack  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from comfyui_harness import ComfyUI, missing_prerequisite, newest_frontend, setup_comfyui
+from emulator_models import serve_every_model
 from support import load_pack
 
 
@@ -30,8 +31,6 @@ def fal(emulator_session, pack_nodes):
     """The emulator the ComfyUI servers talk to, answering every model of the pack like the real service.
     Never reset while they run: like fal, it keeps the files a server uploaded (a server reuses an upload's URL),
     so the tests count the requests each of them adds."""
-    from test_workflows import serve_every_model
-
     emulator_session.reset()
     serve_every_model(emulator_session, pack_nodes)
     return emulator_session
