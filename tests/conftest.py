@@ -16,6 +16,14 @@ from fal_emulator import FalEmulator  # noqa: E402
 from support import CANARY_KEY, load_pack  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Mark every test that talks to the fal emulator `emulator`: what is left unmarked (and not `integration`)
+    is the fast tier, `pytest -m "not emulator and not integration"`."""
+    for item in items:
+        if "emulator_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.emulator)
+
+
 @pytest.fixture(scope="session")
 def pack():
     return load_pack()

@@ -12,6 +12,8 @@ import support
 
 BENCH = support.PACK_DIR / "bench"
 
+pytestmark = pytest.mark.emulator  # runs fal emulators of its own
+
 
 @pytest.fixture(scope="module")
 def remote_emulator():

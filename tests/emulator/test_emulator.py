@@ -20,6 +20,8 @@ from fal_emulator import EmulatedError, FalEmulator
 KEY = "test-key-123"
 INPAINT = "fal-ai/ace-step/audio-inpaint"
 
+pytestmark = pytest.mark.emulator  # runs fal emulators of its own
+
 
 @pytest.fixture(scope="module")
 def _emu_server(tmp_path_factory):

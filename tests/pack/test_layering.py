@@ -111,7 +111,8 @@ def cycles(edges):
 def test_no_modules_import_each_other_in_a_circle():
     # A package's __init__.py is where its modules are listed (nodes/__init__.py imports every node file),
     # not a module they use: an import of the package itself is not an edge.
-    edges = {module: {target for _, target in found if target in pack_modules() and target != package_of(target)}
+    modules = pack_modules()
+    edges = {module: {target for _, target in found if target in modules and target != package_of(target)}
              for module, found in graph().items()}
     assert cycles(edges) == []
 
