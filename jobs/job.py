@@ -8,25 +8,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
-from ..media import audio as audio_io
 from ..core import comfy, errors
-from ..transport import credentials
-from ..media import reuse
-from ..core.errors import FalAudioError, RequestFailed, TimeoutExpired
-from ..transport.gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient, per_loop
 from ..core.aio import finish
-from ..money.journal import Journal, held_for_prompt, hold_for_prompt
-from ..money.owner import OWNER
-from ..money.journal import identity as request_identity
+from ..core.errors import FalAudioError, RequestFailed, TimeoutExpired
 from ..core.log import get_logger
-from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
-from ..transport.slots import SLOTS, waiting_text
-from .results import Locator
-from .results import file_name as _file_name
-from .results import single
-from ..money.pricing import returned_seconds
+from ..media import audio as audio_io
+from ..media import reuse
 from ..media.limits import DecodeError, DecodeLimitExceeded
 from ..media.wavstream import WavStream
+from ..money.journal import Journal, held_for_prompt, hold_for_prompt
+from ..money.journal import identity as request_identity
+from ..money.owner import OWNER
+from ..money.pricing import returned_seconds
+from ..transport import credentials
+from ..transport.gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient, per_loop
+from ..transport.slots import SLOTS, waiting_text
+from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
+from .results import Locator, single
+from .results import file_name as _file_name
 
 log = get_logger("job")
 

@@ -8,10 +8,10 @@ import time
 from typing import List, Optional
 
 from ..core import comfy
-from ..transport import credentials, endpoint_id
-from ..money.ledger import ACCEPTED, RESERVED, SETTLED, book
 from ..core.log import get_logger
+from ..money.ledger import ACCEPTED, RESERVED, SETTLED, book
 from ..money.pricing import Charge, charge, lookup, money, parse_unit
+from ..transport import credentials, endpoint_id
 
 log = get_logger("spend")
 

@@ -14,7 +14,6 @@ from . import wav
 from .limits import MAX_DECODE_SAMPLES, MAX_DECODE_SECONDS, DecodeError, too_long
 from .reuse import stacked
 
-
 # Frames encoded per block: small enough to stay in cache (~2x faster than one big pass).
 ENCODE_BLOCK = 65536
 

@@ -11,9 +11,9 @@ import re
 import urllib.parse
 
 from ..core import comfy
+from ..core.errors import FalAudioError, invalid
 from . import netguard
 from .data_uri import decode_data_uri, media_type
-from ..core.errors import FalAudioError, invalid
 
 CHUNK = 1 << 16
 MAX_REDIRECTS = 5

@@ -20,8 +20,8 @@ import struct
 from pathlib import Path
 from typing import Optional
 
-from . import limits, reuse, wav
 from ..core.log import get_logger
+from . import limits, reuse, wav
 
 log = get_logger("wavstream")
 

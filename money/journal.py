@@ -37,8 +37,8 @@ from ..core.errors import FalAudioError
 from ..core.log import get_logger
 from . import ledger as spend_ledger
 from .owner import OWNER, dead_here
-from .wal import locked as _locked
 from .wal import durable, synced, use_wal
+from .wal import locked as _locked
 
 log = get_logger("journal")
 

@@ -62,9 +62,9 @@ class FalAnyEndpoint(FalAudioNode):
                 f"{self.ENDPOINT}); a retired model's page names the one to use instead.")
 
     def requests(self, inputs):
-        from ..transport import credentials, endpoint_id
         from ..core import secrets
         from ..core.json_text import parse_object
+        from ..transport import credentials, endpoint_id
 
         inputs = dict(inputs)
         endpoint = endpoint_id.check(inputs.pop("endpoint", ""), self.DISPLAY_NAME, "endpoint")

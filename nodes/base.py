@@ -172,9 +172,9 @@ class FalAudioNode:
         """Every (request, take_key, label) this run pays for: clips of a batch x takes.
 
         `inputs` may carry the run's CallOptions as "fal_client" (for the per-run request cap)."""
-        from ..media import audio as audio_io
         from ..core import validate
         from ..jobs.options import CallOptions
+        from ..media import audio as audio_io
         from ..media.png import image_png
 
         options = inputs.get("fal_client") or CallOptions()
@@ -240,8 +240,8 @@ class FalAudioNode:
     def _check_clip_length(self, socket: str, clip: dict, index: int, count: int) -> None:
         if self.INPUT_SECONDS is None:
             return
-        from ..media.audio import duration
         from ..core.errors import invalid
+        from ..media.audio import duration
 
         low, high = self.INPUT_SECONDS
         seconds = duration(clip)
@@ -275,10 +275,10 @@ class FalAudioNode:
         return await copy.copy(self)._generate(fal_client, unique_id, **inputs)
 
     async def _generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
-        from ..media import audio as audio_io
         from ..core.errors import EndpointGone
         from ..jobs.job import Job
         from ..jobs.options import CallOptions
+        from ..media import audio as audio_io
 
         options = fal_client or CallOptions()
 

@@ -29,8 +29,8 @@ class LoadAudioFromURL:
         }}
 
     async def load(self, url, max_megabytes=DEFAULT_MEGABYTES):
-        from ..media import audio as audio_io
         from ..core import validate
+        from ..media import audio as audio_io
         from ..media.fetch import FetchFailed, display_url, fetch
         from ..media.limits import DecodeError, DecodeLimitExceeded
 

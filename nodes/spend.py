@@ -35,8 +35,8 @@ class FalSpend:
 
     async def report(self, fal_client: "CallOptions" = None, unique_id=None):
         from ..core import comfy
-        from ..money import ledger
         from ..jobs.options import CallOptions
+        from ..money import ledger
 
         options = fal_client or CallOptions()
         text, today = ledger.report(options.spend_limit())

@@ -64,9 +64,9 @@ class AudioToSpectrogram(_AudioPicture):
         }}
 
     def draw(self, audio, width, height, colour_map, db_range, min_frequency, background, foreground):
-        from ..media import images
         from ..core import validate
         from ..core.errors import invalid
+        from ..media import images
 
         name = self.DISPLAY_NAME
         validate.widgets(name, self.INPUT_TYPES(), {"db_range": db_range, "min_frequency": min_frequency})
