@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fal_emulator import FalEmulator  # noqa: E402
-from support import CANARY_KEY, load_pack  # noqa: E402
+from support import CANARY_KEY, load_pack, pack_module  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -134,6 +134,9 @@ def fal(emulator_session, monkeypatch, tmp_path, comfy):
     # The emulator plays fal's file hosts on 127.0.0.1, whose names do not resolve here: Load Audio from
     # URL may reach it. Tests of the network rules (test_netguard.py) unset this.
     monkeypatch.setenv("FAL_AUDIO_ALLOW_PRIVATE_URLS", "1")
+    # No pricing-API outage remembered from an earlier test (a refused key marks the API down for a while; the
+    # price cache itself lives in each test's data dir).
+    monkeypatch.setattr(pack_module("money.pricing"), "_api_down_until", 0.0)
     yield emulator_session
 
 

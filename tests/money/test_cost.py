@@ -34,14 +34,6 @@ def frames(count, size=16):
     return torch.rand(count, size, size, 3)
 
 
-@pytest.fixture(autouse=True)
-def fresh_pricing():
-    """No remembered API outage from an earlier test (the cache itself lives in each test's data dir)."""
-    pricing._api_down_until = 0.0
-    yield
-    pricing._api_down_until = 0.0
-
-
 def restart():
     """What a ComfyUI restart forgets: every open journal/ledger handle of this process."""
     job_module._journals.clear()
