@@ -16,12 +16,16 @@ from fal_emulator import FalEmulator  # noqa: E402
 from support import CANARY_KEY, load_pack, pack_module  # noqa: E402
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Mark every test that talks to the fal emulator `emulator`: what is left unmarked (and not `integration`)
-    is the fast tier, `pytest -m "not emulator and not integration"`."""
+    is the fast tier, `pytest -m "not emulator and not integration"`. Under pytest-xdist (`-n 2 --dist
+    loadgroup`) the integration tests share one worker: each worker would otherwise start its own ComfyUI."""
+    parallel = config.pluginmanager.hasplugin("xdist")
     for item in items:
         if "emulator_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.emulator)
+        if parallel and item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.xdist_group("comfyui"))
 
 
 @pytest.fixture(scope="session")
