@@ -23,7 +23,7 @@ from ..money.pricing import returned_seconds
 from ..transport import credentials
 from ..transport.gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient, per_loop
 from ..transport.slots import SLOTS, waiting_text
-from .options import CallOptions  # noqa: F401 - re-exported for callers of Job
+from .options import CallOptions
 from .results import Locator, single
 from .results import file_name as _file_name
 

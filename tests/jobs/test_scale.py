@@ -39,9 +39,10 @@ def test_declaring_the_nodes_imports_nothing_heavy():
     assert after_inputs == [], f"listing the nodes' inputs imported {after_inputs}"
 
 
-# The only modules besides the node files that importing the pack may pull in. A first start after an install or update (no .pyc)
-# compiles every module the import reaches, so codecs, transport, validation, errors and pricing are imported
-# where a node runs them, never to declare it (issue 13: twice the nodes must still start within budget).
+# The only modules besides the node files that importing the pack may pull in. A first start after an install or
+# update (no .pyc) compiles every module the import reaches, so codecs, transport, validation, errors and pricing
+# are imported where a node runs them, never to declare it (issue 13: twice the nodes must still start within
+# budget).
 DECLARATION_MODULES = ["core", "core.comfy", "editor", "editor.routes"]
 
 
@@ -292,8 +293,11 @@ def test_journal_identity_is_the_same_by_url_or_by_upload_of_the_same_file(fal, 
     by_url = request["audio_url"]
     assert by_url.origin is not None and by_url.data == b""
     by_upload = job.Upload(fal_file(fal, result_url(fal, 0)), "audio/wav", "audio.wav")
-    identity = lambda upload: job.Job(node.ENDPOINT, {**request, "audio_url": upload}, job.CallOptions(),
-                                      None).identity  # noqa: E731
+    options = pack_module("jobs.options").CallOptions()
+
+    def identity(upload):
+        return job.Job(node.ENDPOINT, {**request, "audio_url": upload}, options, None).identity
+
     assert identity(by_url) == identity(by_upload)
     # And a run that paid by URL is reused by the same run after fal's copy expired: no upload, no charge.
     inpaint(nodes, first, seed=9)

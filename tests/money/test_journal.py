@@ -217,7 +217,8 @@ def test_resume_of_a_request_fal_never_had_submits_anew(fal, nodes, short_file):
     job_module = pack_module("jobs.job")
     node = nodes[LYRIA]
     planned = node().requests(defaults(node, prompt="money test"))
-    job = job_module.Job(node.ENDPOINT, planned[0][0], job_module.CallOptions(), None, take_key=planned[0][1])
+    options = pack_module("jobs.options").CallOptions()
+    job = job_module.Job(node.ENDPOINT, planned[0][0], options, None, take_key=planned[0][1])
     book = job_module.journal()
     assert book.claim(job.identity, node.ENDPOINT) is None
     book.submitted(job.identity, "00000000-dead-beef-0000-000000000000")
@@ -228,7 +229,7 @@ def test_resume_of_a_request_fal_never_had_submits_anew(fal, nodes, short_file):
 
 def test_overall_timeout_leaves_a_running_job_for_the_next_run(fal, nodes, short_file):
     fal.set_timing("fal-ai/lyria2", run_seconds=1.5)
-    options = pack_module("jobs.job").CallOptions(overall_timeout=0.3)
+    options = pack_module("jobs.options").CallOptions(overall_timeout=0.3)
     with pytest.raises(TimeoutError) as caught:
         lyria(nodes, fal_client=options)
     assert "overall timeout" in str(caught.value) and "left running" in str(caught.value)

@@ -169,8 +169,8 @@ def claim_in_another_process(node, prompt: str, data_dir, then: str) -> str:
     journal, then runs `then`."""
     job_module = pack_module("jobs.job")
     planned = node().requests(defaults(node, prompt=prompt))
-    identity = job_module.Job(node.ENDPOINT, planned[0][0], job_module.CallOptions(), None,
-                              take_key=planned[0][1]).identity
+    options = pack_module("jobs.options").CallOptions()
+    identity = job_module.Job(node.ENDPOINT, planned[0][0], options, None, take_key=planned[0][1]).identity
     return (
         "import os, sys\n"
         f"sys.path.insert(0, r'{PACK_DIR / 'tests'}')\n"
