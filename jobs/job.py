@@ -3,25 +3,28 @@ submit, wait (with progress, Cancel and timeouts), fetch, keep the file, decode.
 """
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 from ..core import comfy, errors
-from ..core.aio import finish
+from ..core.aio import finish, per_loop
 from ..core.errors import FalAudioError, RequestFailed, TimeoutExpired
 from ..core.log import get_logger
 from ..media import audio as audio_io
 from ..media import reuse
 from ..media.limits import DecodeError, DecodeLimitExceeded
 from ..media.wavstream import WavStream
-from ..money.journal import Journal, held_for_prompt, hold_for_prompt
+from ..money import ledger
+from ..money.journal import UNCERTAIN, Booked
+from ..money.journal import current as journal
 from ..money.journal import identity as request_identity
 from ..money.owner import OWNER
 from ..money.pricing import returned_seconds
 from ..transport import credentials
-from ..transport.gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient, per_loop
+from ..transport.gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient
 from ..transport.slots import SLOTS, waiting_text
 from .options import CallOptions
 from .results import Locator, single
@@ -43,6 +46,10 @@ OTHER_OWNER_CHECK = 0.5
 RELEASE_WAIT = 0.5
 # Connection drops while polling/fetching/downloading are retried this many times.
 RETRIES = 4
+# fal may briefly not know a request it has just accepted: a 404 of its status is asked again this long.
+UNKNOWN_GRACE = 5.0
+# fal's log lines shown in the progress text: at most this many characters.
+LOG_LINE_MAX = 160
 
 
 class UnknownRequest(Exception):
@@ -102,19 +109,24 @@ class JobResult:
         return cls(response, audios.get(first), files.get(first), request_id, reused, audios, files)
 
 
-_journals: dict = {}
 _upload_locks: dict = {}
+# Per prompt (event loop): identity -> message of a submit that may have reached fal. An identical
+# node of the same prompt must not send it again; a later prompt (a re-run) submits anew.
+_uncertain: dict = {}
 
 
 def _upload_lock(content_hash: str) -> asyncio.Lock:
     return per_loop(_upload_locks).setdefault(content_hash, asyncio.Lock())
 
 
-def journal() -> Journal:
-    path = comfy.data_directory() / "journal.sqlite3"
-    if path not in _journals:
-        _journals[path] = Journal(path)
-    return _journals[path]
+_MARKUP = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|<[^<>]*>|[<>]|[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(text) -> str:
+    """A log line of fal's as plain text for the progress: no markup, escape sequences or control
+    characters (an older frontend renders the progress text as HTML), at most LOG_LINE_MAX characters."""
+    text = " ".join(_MARKUP.sub(" ", str(text)).split())
+    return text if len(text) <= LOG_LINE_MAX else text[:LOG_LINE_MAX - 1] + "…"
 
 
 def _identity_view(value):
@@ -147,11 +159,22 @@ class Job:
         # Cost: the estimate (a pricing.Charge, set before the run) and what this request cost (USD, once known).
         self.charge = None
         self.cost: Optional[float] = None
+        # The request's ledger row as the journal's last step left it (the run's final status reads it).
+        self.booked: Optional[Booked] = None
+        # How long a 404 of the status is asked again: only right after this job's own submit.
+        self._grace = 0.0
         # Result files being decoded while they download (output name -> WavStream), until decoded.
         self._streams: Dict[str, Optional[WavStream]] = {}
 
     def _say(self, text: str) -> None:
         self.progress.text(f"{self.label}{text}")
+
+    async def _book(self, step: Callable, *args, **options):
+        """Run a journal step of this request; keep the ledger row it booked."""
+        result = await journal().call(step, *args, **options)
+        if isinstance(result, Booked):
+            self.booked = result
+        return result
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep in short steps so ComfyUI's Cancel is noticed within INTERRUPT_CHECK."""
@@ -207,25 +230,39 @@ class Job:
         try:
             return await self._follow(request_id)
         except UnknownRequest:
-            await journal().call(journal().failed, self.identity, "unknown to fal", paid=True)
-            raise RequestFailed(f"{self.endpoint}: fal.ai no longer knows request {request_id}, which it had just "
-                                "accepted. Run the node again to submit anew.") from None
+            # Still unknown after UNKNOWN_GRACE: it may yet run (and bill), so it is cancelled and counted.
+            self._say("Cancelling (unknown to fal)")
+            await asyncio.gather(asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)),
+                                                  CANCEL_TIMEOUT), return_exceptions=True)
+            message = (f"{self.endpoint}: fal.ai does not know request {request_id}, which it had just accepted "
+                       f"(its status answered 404 for {self._grace:g} s); a cancel was sent in case it runs after "
+                       f"all. {ledger.possibly_billed(self._estimate())} Check your requests at "
+                       "https://fal.ai/dashboard, and run the node again to submit anew.")
+            await self._book(journal().uncertain, self.identity, "unknown to fal after accepting it", message,
+                             per_loop(_uncertain), paid=True)
+            raise RequestFailed(message) from None
+
+    def _estimate(self) -> Optional[float]:
+        return self.charge.usd if self.charge is not None else None
 
     async def _claim(self) -> Optional[JobResult]:
         """Claim the right to submit (None), or return the result of the same request paid earlier:
         kept (reused), or still with fal (resumed). Waits while someone else is submitting it."""
         book = journal()
         while True:
-            uncertain = held_for_prompt(self.identity)
-            if uncertain:
-                raise RequestFailed(uncertain)
-            # A claim made after this task stopped waiting (Cancel) is released again, in order.
-            entry = await book.call(book.claim, self.identity, self.endpoint,
-                                    undo=lambda claimed: claimed is None and book.release(self.identity))
-            for notice in book.notices():  # e.g. a damaged journal was moved aside
-                self._say(notice)
+            # Reserves the estimate (refused past today's limit). A claim made after this task stopped
+            # waiting (Cancel) is released again, in order.
+            try:
+                entry = await book.call(book.claim, self.identity, self.endpoint, self.charge,
+                                        self.options.spend_limit(), per_loop(_uncertain),
+                                        undo=lambda claimed: claimed is None and book.release(self.identity))
+            finally:
+                for notice in book.notices():  # e.g. a damaged journal was moved aside
+                    self._say(notice)
             if entry is None:
                 return None
+            if entry.state == UNCERTAIN:  # this prompt's (or a dead process's) submit may have reached fal
+                raise RequestFailed(entry.detail)
             if entry.state == "completed":
                 kept = await self._reuse(entry)
                 if kept is not None:
@@ -253,30 +290,36 @@ class Job:
         the moment fal may have the request it is never lost: followed, cancelled, or recorded."""
         book = journal()
         try:
-            # Before any upload or submit: record the estimate, refused if it would pass today's limit.
-            await book.call(book.ledger().reserve, self.identity, self.charge, self.endpoint,
-                            self.options.spend_limit())
+            # The claim reserved the estimate before any upload or submit.
             arguments = await self._resolve_uploads(self.request)
             await self._interruptible(SLOTS.take(self, self.options.max_concurrent_requests,
                                                  lambda *state: self._say(waiting_text(*state))))
             self._say("Submitting")
+            # From here a crash leaves a claim that may be on fal: the next run says so instead of resending.
+            await book.call(book.sending, self.identity)
             # Not cut short by Cancel: once sent, fal may bill it, so we must learn its id to cancel it.
             request_id, cancelled = await finish(self.gateway.submit(self.endpoint, arguments))
         except BaseException as exc:
-            await book.call(book.release, self.identity, wait=RELEASE_WAIT)
-            if isinstance(exc, SubmitUncertain):
-                message = (f"{self.endpoint}: {exc}, so it may or may not be running (and billed) on fal. "
-                           "It was not resent automatically; check your requests at https://fal.ai/dashboard "
-                           "and run the node again to submit anew.")
-                hold_for_prompt(self.identity, message)  # an identical node of this prompt must not resend it
+            status = http_status(exc)
+            if isinstance(exc, SubmitUncertain) or (status is not None and status >= 500):
+                # fal may have taken it: counted as possibly billed, never resent silently.
+                reason = exc if isinstance(exc, SubmitUncertain) else (
+                    f"fal.ai answered the submit with HTTP {status}, which does not show whether it took the request")
+                message = (f"{self.endpoint}: {reason}, so it may or may not be running (and billed) on fal. "
+                           f"{ledger.possibly_billed(self._estimate())} It was not resent automatically; check "
+                           "your requests at https://fal.ai/dashboard and run the node again to submit anew.")
+                await self._book(book.uncertain, self.identity, str(reason), message, per_loop(_uncertain),
+                                 paid=True)
                 raise RequestFailed(message) from None
+            await self._book(book.release, self.identity, wait=RELEASE_WAIT)
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set(), submitting=True) from None
             raise
         log.info("%s: submitted request %s", self.endpoint, request_id)
+        self._grace = UNKNOWN_GRACE
         try:
             # Paid from now on: written whatever happens, even if another program holds the journal's lock.
-            await book.call(book.submitted, self.identity, request_id, paid=True)
+            await self._book(book.submitted, self.identity, request_id, paid=True)
         except BaseException:
             # Cancel while that write waits for the lock: it is still made (in order), and the request
             # is stopped on fal meanwhile rather than left billing.
@@ -327,7 +370,7 @@ class Job:
         if files != kept:
             await journal().call(journal().completed, self.identity, entry.response, files, paid=True)
         self._say("Reused the kept result (no new charge)")
-        await journal().call(journal().ledger().reused, self.identity, self.endpoint, entry.request_id)
+        await self._book(journal().reused, self.identity, self.endpoint, entry.request_id)
         self.cost = 0.0
         return JobResult.of(entry.response, files, await self._decode(files, self.locate(entry.response)),
                             entry.request_id, reused=True)
@@ -354,7 +397,7 @@ class Job:
             status = http_status(exc)
             if status is not None and status < 500:
                 # fal says the request itself failed
-                await journal().call(journal().failed, self.identity, str(exc), paid=True)
+                await self._book(journal().failed, self.identity, str(exc), paid=True)
                 raise errors.from_fal(self.endpoint, exc) from None
             raise RequestFailed(
                 f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
@@ -366,14 +409,15 @@ class Job:
         # The decode starts in worker threads while the journal records the result (no wait in between).
         decoding = asyncio.ensure_future(self._decode(files, self.locate(response)))
         try:
-            await journal().call(journal().completed, self.identity, response, files, paid=True)
+            await self._book(journal().completed, self.identity, response, files, paid=True)
         except BaseException:
             decoding.cancel()
             await asyncio.gather(decoding, return_exceptions=True)
             raise
         result = JobResult.of(response, files, await decoding, request_id, reused=False)
-        self.cost = await journal().call(journal().ledger().settle, self.identity, self.charge,
-                                         returned_seconds(result.audio))
+        self.cost = await journal().call(journal().settle, self.identity, self.charge, returned_seconds(result.audio))
+        if self.booked is not None:
+            self.booked = self.booked._replace(cost=self.cost)
         return result
 
     async def _watch(self, request_id: str, updates: asyncio.Queue) -> None:
@@ -389,12 +433,11 @@ class Job:
                         return
             except Exception as exc:  # noqa: BLE001 - polling below is the fallback
                 if http_status(exc) == 404:
-                    raise
+                    await updates.put(await self._after_404(request_id, exc))
                 log.debug("%s: status stream unavailable (%s); polling", self.endpoint, type(exc).__name__)
             interval = POLL_FIRST
             while True:
-                status = await self._retrying(
-                    "checking the status", lambda: self.gateway.status(self.endpoint, request_id), server_errors=True)
+                status = await self._status(request_id)
                 await updates.put(status)
                 if isinstance(status, fal_client.Completed):
                     return
@@ -402,6 +445,31 @@ class Job:
                 interval = min(interval * 1.5, POLL_MAX)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiter
             await updates.put(exc)
+
+    async def _status(self, request_id: str):
+        try:
+            return await self._retrying("checking the status", lambda: self.gateway.status(self.endpoint, request_id),
+                                        server_errors=True)
+        except Exception as exc:  # noqa: BLE001 - a 404 is asked again just below; the rest raise
+            if http_status(exc) != 404:
+                raise
+            return await self._after_404(request_id, exc)
+
+    async def _after_404(self, request_id: str, exc: Exception):
+        """fal may briefly not know a request it has just accepted: ask again, with backoff, for the
+        grace time; raise the 404 if it stays unknown."""
+        deadline, pause = time.monotonic() + self._grace, 0.25
+        while time.monotonic() < deadline:
+            await self._sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause *= 2
+            try:
+                return await self._retrying("checking the status",
+                                            lambda: self.gateway.status(self.endpoint, request_id), server_errors=True)
+            except Exception as again:  # noqa: BLE001 - another 404: ask again until the deadline
+                if http_status(again) != 404:
+                    raise
+                log.info("%s: fal does not know request %s yet; asking again", self.endpoint, request_id)
+        raise exc
 
     async def _wait(self, request_id: str) -> None:
         """Wait for COMPLETED, showing progress, noticing Cancel, enforcing both timeouts."""
@@ -421,9 +489,7 @@ class Job:
                 if update is None and time.monotonic() - last_update > QUIET_POLL:
                     # A stream that has gone quiet (or a proxy that buffers it) must not hide
                     # completion: ask directly now and then.
-                    update = await self._retrying("checking the status",
-                                                  lambda: self.gateway.status(self.endpoint, request_id),
-                                                  server_errors=True)
+                    update = await self._status(request_id)
                 if isinstance(update, BaseException):
                     raise update
                 if update is not None:
@@ -440,13 +506,13 @@ class Job:
                             f"{self.options.queue_timeout:g} s (often: the account is out of credits, or the model "
                             f"is busy). {outcome} Raise 'queue_timeout' on the fal Client node to wait longer.")
                 elif isinstance(status, fal_client.InProgress):
-                    last_log = next((entry.get("message") for entry in reversed(status.logs or [])
-                                     if entry.get("message")), "")
+                    last_log = next((plain(entry["message"]) for entry in reversed(status.logs or [])
+                                     if isinstance(entry, dict) and entry.get("message")), "")
                     self._say(f"Running, {elapsed:.0f} s" + (f": {last_log}" if last_log else ""))
                     self.progress.update(50)
                 elif isinstance(status, fal_client.Completed):
                     if status.error:
-                        await journal().call(journal().failed, self.identity, status.error, paid=True)
+                        await self._book(journal().failed, self.identity, status.error, paid=True)
                         raise RequestFailed(f"{self.endpoint} failed on fal.ai: {status.error}")
                     self.progress.update(90)
                     return
@@ -482,7 +548,7 @@ class Job:
             return (f"Cancelling request {request_id} was not confirmed by fal ({reason}): it may still run and be "
                     "billed; the next run with the same inputs picks up its result without a new charge.")
         # Retired (never reused); not waited for long: the write is made in order even if the lock is held.
-        await journal().call(journal().failed, self.identity, why, paid=True, wait=RELEASE_WAIT)
+        await self._book(journal().failed, self.identity, why, paid=True, wait=RELEASE_WAIT)
         log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
         return f"Request {request_id} was cancelled on fal."
 

@@ -1,7 +1,7 @@
 """What a node run costs, told to the user: the estimate before paying (and the daily limit
 check), then the final status at the end of the run. The node base calls `estimate()`
-before its jobs run and `done()`/`stopped()` after; prices come from money.pricing and
-the books from money.ledger.
+before its jobs run and `done()`/`stopped()` after; prices come from money.pricing, the
+books from money.journal (each job keeps what its last step booked: `job.booked`).
 """
 
 import time
@@ -9,7 +9,8 @@ from typing import List, Optional
 
 from ..core import comfy
 from ..core.log import get_logger
-from ..money.ledger import ACCEPTED, RESERVED, SETTLED, book
+from ..money import journal
+from ..money.ledger import ACCEPTED, SETTLED, UNCERTAIN
 from ..money.pricing import Charge, charge, lookup, money, parse_unit
 from ..transport import credentials, endpoint_id
 
@@ -65,18 +66,13 @@ async def estimate(jobs: list, bills: list, options, progress: comfy.Progress) -
     progress.text(f"Estimate {describe(charges)}")
     limit = options.spend_limit()
     if limit:
-        # Kept results and requests already with fal cost nothing new: only what would be submitted counts.
-        from .job import journal
-
-        book_ = journal()
-        new = []
-        for job in jobs:
-            entry = await book_.call(book_.get, job.identity)
-            if entry is None or entry.state not in ("completed", "submitted"):
-                new.append(job.charge)
-        total = None if any(c.usd is None for c in new) else sum(c.usd for c in new)
-        if new:
-            await book_.call(book_.ledger().check, jobs[0].endpoint, total, limit)
+        book = journal.current()
+        try:
+            await book.call(book.check_limit, jobs[0].endpoint, [(job.identity, job.charge.usd) for job in jobs],
+                            limit)
+        finally:
+            for notice in book.notices():  # e.g. a damaged journal was moved aside
+                progress.text(notice)
     return None if any(c.usd is None for c in charges) else sum(c.usd for c in charges)
 
 
@@ -139,24 +135,22 @@ def stopped(jobs: list, exc: BaseException, started: float) -> str:
 def _stopped(jobs: list, exc: BaseException, started: float) -> str:
     cancelled = comfy.is_interrupt(exc) or exc.__class__.__name__ == "CancelledError"
     what = "Cancelled" if cancelled else "Failed"
-    paid, pending = 0.0, []
-    for job in jobs:
-        state = book().state_of(job.identity)
-        if state is None:
-            continue
-        if state[0] == SETTLED:
-            paid += state[2] or 0.0
-        elif state[0] == ACCEPTED:
-            pending.append((state[1], state[3]))
-        elif state[0] == RESERVED:
-            pass  # nothing reached fal
+    booked = [job.booked for job in jobs if job.booked is not None]
+    paid = sum(b.cost or 0.0 for b in booked if b.state == SETTLED)
+    pending = [b for b in booked if b.state == ACCEPTED]
+    possibly = [b for b in booked if b.state == UNCERTAIN]
+
+    def amount(rows):
+        return "≈$?" if any(b.estimate is None for b in rows) else f"≈{money(sum(b.estimate for b in rows))}"
+
     text = f"{what} after {time.monotonic() - started:.1f} s · "
     text += f"paid ≈{money(paid)} for finished requests" if paid else "$0 paid (fal bills successful outputs only)"
     if pending:
-        usd = [p[0] for p in pending]
-        amount = "≈$?" if any(u is None for u in usd) else f"≈{money(sum(usd))}"
-        text += (f" · {amount} may be billed for request {_ids([p[1] for p in pending])} if it finishes on fal; "
-                 "the next run with the same inputs picks its result up at no new charge")
+        text += (f" · {amount(pending)} may be billed for request {_ids([b.request_id for b in pending])} if it "
+                 "finishes on fal; the next run with the same inputs picks its result up at no new charge")
+    if possibly:
+        text += (f" · {amount(possibly)} possibly billed: fal may have taken the request without the pack "
+                 "learning its answer (check https://fal.ai/dashboard)")
     return text
 
 

@@ -1,42 +1,61 @@
-"""A durable record of every paid request, so nothing is paid twice or lost.
+"""The books of every paid request: the request journal and the spend ledger, with one writer.
 
-Before a request is submitted its identity (endpoint + a hash of the exact request)
-is claimed here; the fal request id is stored as soon as fal returns it, and the kept
-file once it is on disk. A later run with the same identity reuses the kept result,
-or resumes polling the stored request id if ComfyUI died while it was in flight.
+Before a request is submitted its identity (endpoint + a hash of the exact request) is
+claimed here; fal's request id is stored as soon as fal returns it, and the kept files once
+they are on disk. A later run with the same identity reuses the kept result, or resumes
+following the stored request id if ComfyUI died while it was in flight.
+
+Each request has a row in `requests` (its story: reuse, resume) and rows in `ledger` (its
+money; states in money/ledger.py). Every step below writes both in ONE transaction, so a
+crash can never separate them; nothing else writes either table:
+
+  claim      requests: submitting (owner, lease)     ledger: reserved at the estimate, refused
+                                                     if it would pass today's limit
+  sending    requests: sent (the submit goes out now)
+  submitted  requests: submitted, fal's request id   ledger: accepted
+  completed  requests: completed, response, files    ledger: settled, on the day fal completed it
+  settle                                             ledger: the cost refined by the returned length
+  failed     requests: failed (fal said so)          ledger: unpaid ($0)
+  uncertain  requests: uncertain (may be on fal)     ledger: possibly billed, at the estimate
+  release    requests: deleted (nothing was sent)    ledger: unpaid ($0)
+  reused                                             ledger: a $0 row for a kept result
+
+A claim left "submitting" by a process that died is taken over when nothing was sent yet;
+once its submit was sent (`sent`), fal may have it: it is booked as possibly billed, the first
+run that finds it stops and says so, and a run after that submits anew.
 
 SQLite from the standard library, WAL mode, one short transaction per step: safe for
-several prompts (and threads) at once and for a crash at any point.
-
-The job runner reaches it with `await journal.call(...)`: each step runs in the journal's
-own thread, in order, so a journal locked by another program never stalls the event loop
-and every wait notices ComfyUI's Cancel. A step that records money already spent (an
-accepted request id, a result) is retried until it is written. A claim held by another
-process is taken over only when that process is dead (money/owner.py; leases below).
-A damaged journal file is moved aside and a new one started.
-
-The spend ledger (money/ledger.py) lives in the same file and follows each request's
-story from here: accepted (request id stored), paid (completed), or $0 (released,
-failed, cancelled, or unknown to fal).
+several prompts (and threads) at once and for a crash at any point. The job runner reaches
+it with `await journal.call(...)`: each step runs in the journal's own thread, in order, so a
+journal locked by another program never stalls the event loop and every wait notices
+ComfyUI's Cancel. A step that records money already spent (an accepted request id, a result,
+a possibly billed submit) is synced to disk at its commit and retried until it is written. A
+claim held by another process is taken over only when that process is dead (money/owner.py;
+leases below). A damaged journal file is moved aside and a new one started, keeping the
+spend read back from it (or today's total, from a small note written beside the journal).
 """
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 from ..core import comfy, secrets
-from ..core.aio import per_loop
 from ..core.errors import FalAudioError
 from ..core.log import get_logger
-from . import ledger as spend_ledger
+from . import ledger
+from .ledger import ACCEPTED, OPEN, RESERVED, REUSED, SETTLED, UNPAID
 from .owner import OWNER, dead_here
+from .pricing import Charge, money
+from .pricing import units as price_units
 from .wal import durable, synced, use_wal
 from .wal import locked as _locked
 
@@ -56,30 +75,18 @@ LOCKED_RETRY = 0.5
 UPLOAD_REUSE_SECONDS = 12 * 3600
 
 SUBMITTING, SUBMITTED, COMPLETED, FAILED = "submitting", "submitted", "completed", "failed"
+UNCERTAIN = ledger.UNCERTAIN  # the submit may have reached fal: a later run submits anew
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     identity TEXT PRIMARY KEY, endpoint TEXT NOT NULL, state TEXT NOT NULL,
     request_id TEXT, owner TEXT, response TEXT, file_path TEXT,
-    detail TEXT, created REAL NOT NULL, updated REAL NOT NULL, files TEXT, lease REAL);
+    detail TEXT, created REAL NOT NULL, updated REAL NOT NULL, files TEXT, lease REAL, sent REAL);
 CREATE TABLE IF NOT EXISTS uploads (
     content_hash TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
-"""
-
-
-_held: dict = {}
-
-
-def hold_for_prompt(key: str, message: str) -> None:
-    """Block `key` for the rest of this prompt (this event loop): its submit may or may not have
-    reached fal, so an identical node of the same prompt must not submit it again. A later run
-    (a new prompt) may: the message told the user to re-run to submit anew."""
-    per_loop(_held)[key] = message
-
-
-def held_for_prompt(key: str) -> Optional[str]:
-    """The message of a submit of `key` that may have reached fal earlier in this prompt, if any."""
-    return per_loop(_held).get(key)
+""" + ledger.SCHEMA
+_LEDGER_COLUMNS = ("identity, endpoint, day, state, request_id, units, unit, unit_price, price_source, time_based,"
+                   " round_up, estimate_usd, cost_usd, detail, created, updated")
 
 
 def identity(endpoint: str, request: dict) -> str:
@@ -99,6 +106,20 @@ _active_lock = threading.Lock()
 _worker: Optional[ThreadPoolExecutor] = None
 _renewer: Optional[threading.Thread] = None
 _journals_seen: dict = {}  # path -> Journal, for the lease renewer
+_opened: dict = {}  # path -> Journal of the data folder (current())
+
+
+def current() -> "Journal":
+    """The journal of the pack's data folder (one per path and process)."""
+    path = comfy.data_directory() / "journal.sqlite3"
+    if path not in _opened:
+        _opened[path] = Journal(path)
+    return _opened[path]
+
+
+def forget_open() -> None:
+    """Open the journal anew at its next use, as a restarted ComfyUI does."""
+    _opened.clear()
 
 
 def _damaged(exc: BaseException) -> bool:
@@ -128,6 +149,17 @@ class Entry:
     response: Optional[dict]
     file_path: Optional[str]  # the first kept file (journals written before `files` hold only this)
     files: Optional[Dict[str, str]] = None  # every kept file: output name -> path
+    detail: Optional[str] = None  # uncertain: what the user is told
+    sent: Optional[float] = None  # submitting: when the submit went out (None: not yet)
+
+
+class Booked(NamedTuple):
+    """A request's ledger row after a step moved it: what the final status of a run tells."""
+
+    state: str
+    estimate: Optional[float]
+    cost: Optional[float]
+    request_id: Optional[str]
 
 
 class Journal:
@@ -163,6 +195,9 @@ class Journal:
                 conn.execute("ALTER TABLE requests ADD COLUMN files TEXT")  # a journal from before several files
             if "lease" not in columns:
                 conn.execute("ALTER TABLE requests ADD COLUMN lease REAL")  # a journal from before leases
+            if "sent" not in columns:  # a journal from before: a claim it left may have been sent
+                conn.execute("ALTER TABLE requests ADD COLUMN sent REAL")
+                conn.execute("UPDATE requests SET sent=updated WHERE state=?", (SUBMITTING,))
         except BaseException:
             conn.close()
             raise
@@ -174,7 +209,7 @@ class Journal:
             f"{exc}). Make it a writable folder, or point FAL_AUDIO_DATA_DIR at one. Nothing was sent to fal.")
 
     def _set_aside(self, exc: BaseException) -> None:
-        """Move a damaged journal file aside (with a timestamp) so a new one starts; say so."""
+        """Move a damaged journal file aside (with a timestamp) so a new one starts, keeping its spend; say so."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
         conn = getattr(self._local, "conn", None)
@@ -186,11 +221,59 @@ class Journal:
             if source.exists():
                 source.replace(Path(f"{aside}{suffix}"))
         self._generation += 1
-        spend_ledger._ledgers.pop(self.path, None)  # the spend ledger lives in the same file: reopen it too
         notice = (f"The request journal was damaged ({exc}); it was moved to {aside.name} and a new one started. "
-                  "Results kept before are not reused automatically.")
+                  f"Results kept before are not reused automatically. {self._carry_spend_over(aside)}")
         log.warning("%s: %s", self.path, notice)
         self._notices.append(notice)
+
+    def _carry_spend_over(self, aside: Path) -> str:
+        """Copy the ledger rows of the report's days from the damaged file into the new one (else a row
+        with today's total from the spend note), so the daily limit goes on counting them. Says what it did."""
+        try:
+            with contextlib.closing(sqlite3.connect(aside)) as old:
+                rows = old.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE day>=?",
+                                   (ledger.first_day(),)).fetchall()
+            how = "read back from the damaged file"
+        except sqlite3.DatabaseError:
+            total = self._noted_spend()
+            now = time.time()
+            rows = [("carried-over", "(before the damaged journal)", ledger.today(), SETTLED, None, None, None, None,
+                     "spend note", 0, 0, total, total, "today's spend noted before the journal was damaged",
+                     now, now)] if total else []
+            how = "from the spend note beside the journal"
+            if total is None:
+                return ("Today's earlier spend could not be read back, so the daily limit counts from $0 again: "
+                        "check https://fal.ai/dashboard/usage.")
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows)
+        spent = conn.execute(ledger.SPENT, (ledger.today(),)).fetchone()[0]
+        conn.execute("COMMIT")
+        self._note_spend(conn)
+        return f"Today's spend of {money(spent)} was kept ({how}), so the daily limit still counts it."
+
+    @property
+    def _spend_note(self) -> Path:
+        return self.path.with_name(self.path.name + ".spend")
+
+    def _note_spend(self, conn) -> None:
+        """Write today's spend beside the journal (no sync: a crash of ComfyUI keeps it), for a journal
+        damaged beyond reading."""
+        day = ledger.today()
+        spent = conn.execute(ledger.SPENT, (day,)).fetchone()[0]
+        part = self._spend_note.with_name(self._spend_note.name + ".part")
+        try:
+            part.write_text(f"{day} {spent!r}\n", encoding="ascii")
+            os.replace(part, self._spend_note)
+        except OSError as exc:
+            log.debug("%s: spend note not written (%s)", self.path, type(exc).__name__)
+
+    def _noted_spend(self) -> Optional[float]:
+        try:
+            day, usd = self._spend_note.read_text(encoding="ascii").split()
+            return float(usd) if day == ledger.today() else 0.0
+        except (OSError, ValueError):
+            return None
 
     def notices(self) -> list:
         """What the journal has to tell the user (e.g. it was damaged and replaced), once."""
@@ -251,17 +334,29 @@ class Journal:
         if done.exception() is None:
             self._attempt(undo, (done.result(),), False)
 
+    def _step(self, write: Callable, *args):
+        """One IMMEDIATE transaction around `write(conn, *args)`: all of it is written, or none."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = write(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result
+
     # -- rows ----------------------------------------------------------------------------------
 
     def _row(self, conn, key: str) -> Optional[Entry]:
         row = conn.execute(
-            "SELECT identity, endpoint, state, request_id, owner, response, file_path, files FROM requests"
-            " WHERE identity=?", (key,),
+            "SELECT identity, endpoint, state, request_id, owner, response, file_path, files, detail, sent"
+            " FROM requests WHERE identity=?", (key,),
         ).fetchone()
         if row is None:
             return None
         files = json.loads(row[7]) if row[7] else ({"audio": row[6]} if row[6] else {})
-        return Entry(*row[:5], json.loads(row[5]) if row[5] else None, row[6], files)
+        return Entry(*row[:5], json.loads(row[5]) if row[5] else None, row[6], files, row[8], row[9])
 
     def get(self, key: str) -> Optional[Entry]:
         return self._row(self._connect(), key)
@@ -275,38 +370,79 @@ class Journal:
         (lease,) = conn.execute("SELECT lease FROM requests WHERE identity=?", (key,)).fetchone()
         return lease is not None and lease > time.time()
 
-    def claim(self, key: str, endpoint: str) -> Optional[Entry]:
-        """Claim the right to submit `key`. Returns None if the caller must submit, else the
-        existing entry (completed: reuse; submitted: resume; submitting by a live owner: wait)."""
-        conn = self._connect()
-        now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        held = False
-        try:
+    def claim(self, key: str, endpoint: str, charge: Optional[Charge] = None, limit: float = 0.0,
+              held: Optional[dict] = None) -> Optional[Entry]:
+        """Claim the right to submit `key`, reserving its estimate (refused with SpendLimitReached if it
+        would pass today's `limit`). Returns None if the caller must submit, else the existing entry
+        (completed: reuse; submitted: resume; submitting by a live owner: wait; uncertain: stop, its
+        `detail` says why).
+
+        held: this prompt's submits that may have reached fal (identity -> message): an identical
+        node of the same prompt must not send them again; a later prompt (a re-run) may."""
+        claimed = []
+
+        def write(conn):
             entry = self._row(conn, key)
-            reusable = entry is not None and (
-                entry.state in (COMPLETED, SUBMITTED)
-                or (entry.state == SUBMITTING and self._held_by_a_live_owner(conn, key, entry.owner))
-            )
-            if not reusable:
-                if entry is not None and entry.state == SUBMITTING:
-                    log.warning("%s: taking over the claim of %s, whose process is gone", endpoint, entry.owner)
-                conn.execute(
-                    "INSERT OR REPLACE INTO requests (identity, endpoint, state, owner, created, updated, lease)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, endpoint, SUBMITTING, OWNER, now, now, now + LEASE_SECONDS),
-                )
-                # Held before the commit: from the moment another connection of this process can see the
-                # claim, it must find it held by a live task of ours, not "left by a task that is gone".
-                self._hold(key)
-                held = True
-            conn.execute("COMMIT")
+            if held is not None and key in held:
+                return Entry(key, endpoint, UNCERTAIN, None, None, None, None, detail=held[key])
+            if entry is not None and (entry.state in (COMPLETED, SUBMITTED) or (
+                    entry.state == SUBMITTING and self._held_by_a_live_owner(conn, key, entry.owner))):
+                return entry
+            if entry is not None and entry.state == SUBMITTING and entry.sent is not None:
+                return self._found_sent(conn, entry, held)
+            if entry is not None and entry.state == SUBMITTING:
+                log.warning("%s: taking over the claim of %s, whose process is gone", endpoint, entry.owner)
+            now = time.time()
+            # A reservation left by a claim whose submit never went out is replaced by this one.
+            conn.execute("DELETE FROM ledger WHERE identity=? AND state=?", (key, RESERVED))
+            self._reserve(conn, key, endpoint, charge, limit, now)
+            conn.execute(
+                "INSERT OR REPLACE INTO requests (identity, endpoint, state, owner, created, updated, lease)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", (key, endpoint, SUBMITTING, OWNER, now, now, now + LEASE_SECONDS))
+            # Held before the commit: from the moment another connection of this process can see the
+            # claim, it must find it held by a live task of ours, not "left by a task that is gone".
+            self._hold(key)
+            claimed.append(key)
+            return None
+
+        try:
+            entry = self._step(write)
         except BaseException:
-            if held:
+            if claimed:
                 self._let_go(key)
-            conn.execute("ROLLBACK")
             raise
-        return entry if reusable else None
+        if claimed:
+            self._note_spend(self._connect())
+        return entry
+
+    def _reserve(self, conn, key: str, endpoint: str, charge: Optional[Charge], limit: float, now: float) -> None:
+        estimate = charge.usd if charge is not None else None
+        price = charge.price if charge is not None else None
+        day = ledger.today()
+        if limit:
+            spent = conn.execute(ledger.SPENT, (day,)).fetchone()[0]
+            if estimate is None or spent + estimate > limit + 1e-9:
+                raise ledger.refusal(endpoint, spent, estimate, limit)
+        conn.execute(
+            "INSERT INTO ledger (identity, endpoint, day, state, units, unit, unit_price, price_source, time_based,"
+            " round_up, estimate_usd, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, endpoint, day, RESERVED, charge.units if charge else None, price.unit if price else None,
+             price.unit_price if price else None, price.source if price else "unknown",
+             int(bool(charge and charge.time_based)), int(bool(price and price.round_up)), estimate, now, now))
+
+    def _found_sent(self, conn, entry: Entry, held: Optional[dict]) -> Entry:
+        """A claim whose process died after sending its submit and before recording fal's answer: fal
+        may have it. Booked as possibly billed; this run stops and says so; a later run submits anew."""
+        log.warning("%s: the process %s died after sending its submit; booking it as possibly billed",
+                    entry.endpoint, entry.owner)
+        row = conn.execute("SELECT estimate_usd FROM ledger WHERE identity=? AND state IN (?, ?) ORDER BY id DESC",
+                           (entry.identity, *OPEN)).fetchone()
+        message = (f"{entry.endpoint}: an earlier run may have been billed for this request: it sent the request to "
+                   "fal and stopped (ComfyUI closed or crashed) before fal's answer was recorded. "
+                   f"{ledger.possibly_billed(row[0] if row else None)} Nothing was sent now. Check your requests at "
+                   "https://fal.ai/dashboard (the requests list), and run the node again to submit anew.")
+        self._uncertain(conn, entry.identity, "the process died after sending the submit", message, held)
+        return Entry(entry.identity, entry.endpoint, UNCERTAIN, None, entry.owner, None, None, detail=message)
 
     def _hold(self, key: str) -> None:
         global _renewer
@@ -330,44 +466,145 @@ class Journal:
                 "UPDATE requests SET lease=? WHERE identity=? AND owner=? AND state=?",
                 [(time.time() + LEASE_SECONDS, key, OWNER, SUBMITTING) for key in keys])
 
-    def _update(self, key: str, **fields) -> None:
+    # -- the steps of a request: its journal row and its ledger row, in one transaction ---------------
+
+    def _update(self, conn, key: str, **fields) -> None:
         # fal's answers (error text, responses) may echo the key: nothing secret reaches the disk.
         fields = {name: secrets.redact(value) if isinstance(value, str) else value for name, value in fields.items()}
         fields["updated"] = time.time()
         assignments = ", ".join(f"{name}=?" for name in fields)
-        self._connect().execute(f"UPDATE requests SET {assignments} WHERE identity=?", (*fields.values(), key))
+        conn.execute(f"UPDATE requests SET {assignments} WHERE identity=?", (*fields.values(), key))
         self._let_go(key)
 
-    def ledger(self):
-        return spend_ledger.book(self.path)
+    def _book(self, conn, key: str, state: str, paid: bool = False, **fields) -> Optional[Booked]:
+        """Move the request's open ledger row (reserved or accepted) to `state` (paid: at its estimate);
+        None if it has none (e.g. a kept result fetched again, whose row settled in an earlier run)."""
+        row = conn.execute("SELECT id, estimate_usd FROM ledger WHERE identity=? AND state IN (?, ?)"
+                           " ORDER BY id DESC LIMIT 1", (key, *OPEN)).fetchone()
+        if row is None:
+            return None
+        if paid:
+            fields["cost_usd"] = row[1]
+        fields.update(state=state, updated=time.time())
+        assignments = ", ".join(f"{name}=?" for name in fields)
+        conn.execute(f"UPDATE ledger SET {assignments} WHERE id=?", (*fields.values(), row[0]))
+        return Booked(*conn.execute("SELECT state, estimate_usd, cost_usd, request_id FROM ledger WHERE id=?",
+                                    (row[0],)).fetchone())
 
-    def submitted(self, key: str, request_id: str) -> None:
-        self._update(key, state=SUBMITTED, request_id=request_id)
-        self.ledger().accepted(key, request_id)
+    def sending(self, key: str) -> None:
+        """The submit goes out now: from here a claim left by a dead process may be on fal."""
+        self._connect().execute("UPDATE requests SET sent=? WHERE identity=? AND state=? AND owner=?",
+                                (time.time(), key, SUBMITTING, OWNER))
 
-    def completed(self, key: str, response: dict, files: Dict[str, Path]) -> None:
-        """The result is in: fal's response and every kept file (output name -> path; {} for text only)."""
+    def submitted(self, key: str, request_id: str) -> Optional[Booked]:
+        def write(conn):
+            self._update(conn, key, state=SUBMITTED, request_id=request_id)
+            return self._book(conn, key, ACCEPTED, request_id=request_id)
+
+        return self._step(write)
+
+    def completed(self, key: str, response: dict, files: Dict[str, Path]) -> Optional[Booked]:
+        """The result is in: fal's response and every kept file (output name -> path; {} for text only).
+        Paid: at the estimate until settle() refines it, on the day fal completed it."""
         paths = {name: str(path) for name, path in files.items()}
-        self._update(key, state=COMPLETED, response=json.dumps(response),
-                     file_path=next(iter(paths.values()), None), files=json.dumps(paths))
-        self.ledger().completed(key)
 
-    def failed(self, key: str, detail: str) -> None:
-        """fal reported the request failed or cancelled: never reuse it."""
-        self._update(key, state=FAILED, detail=detail)
-        self.ledger().unpaid(key, f"failed or cancelled: {detail}")
+        def write(conn):
+            self._update(conn, key, state=COMPLETED, response=json.dumps(response),
+                         file_path=next(iter(paths.values()), None), files=json.dumps(paths))
+            return self._book(conn, key, SETTLED, paid=True, day=ledger.today())
 
-    def release(self, key: str) -> None:
+        booked = self._step(write)
+        self._note_spend(self._connect())
+        return booked
+
+    def settle(self, key: str, charge: Optional[Charge], returned_seconds: Optional[float]) -> Optional[float]:
+        """Refine the settled cost of a completed request with what fal returned; returns its cost."""
+        conn = self._connect()
+        row = conn.execute(
+            "SELECT id, cost_usd FROM ledger WHERE identity=? AND state=? ORDER BY id DESC LIMIT 1",
+            (key, SETTLED)).fetchone()
+        if row is None:
+            return charge.usd if charge is not None else None
+        cost = charge.settled_usd(returned_seconds) if charge is not None else row[1]
+        units = None
+        if charge is not None and charge.time_based and returned_seconds is not None:
+            units = price_units(charge.price, {"seconds": returned_seconds})
+        conn.execute("UPDATE ledger SET cost_usd=?, units=COALESCE(?, units), updated=? WHERE id=?",
+                     (cost, units, time.time(), row[0]))
+        if cost != row[1]:
+            self._note_spend(conn)
+        return cost
+
+    def failed(self, key: str, detail: str) -> Optional[Booked]:
+        """fal reported the request failed or cancelled: never reuse it; $0."""
+        def write(conn):
+            self._update(conn, key, state=FAILED, detail=detail)
+            said = secrets.redact(f"failed or cancelled: {detail}")[:500]
+            return self._book(conn, key, UNPAID, cost_usd=0, detail=said)
+
+        return self._step(write)
+
+    def uncertain(self, key: str, detail: str, message: str, held: Optional[dict] = None) -> Optional[Booked]:
+        """The submit may have reached fal and its answer was lost: booked as possibly billed, at its
+        estimate. `message` (what the user is told) is kept in `held` for the rest of the prompt."""
+        return self._step(self._uncertain, key, detail, message, held)
+
+    def _uncertain(self, conn, key: str, detail: str, message: str, held: Optional[dict]) -> Optional[Booked]:
+        self._update(conn, key, state=UNCERTAIN, detail=detail)
+        if held is not None:
+            held[key] = message
+        return self._book(conn, key, UNCERTAIN, detail=secrets.redact(detail)[:500])
+
+    def release(self, key: str) -> Optional[Booked]:
         """Forget a claim whose submit never reached fal (so nothing was paid)."""
-        self._connect().execute("DELETE FROM requests WHERE identity=? AND state=? AND owner=?",
-                                (key, SUBMITTING, OWNER))
-        self._let_go(key)
-        self.ledger().unpaid(key, "the submit never reached fal")
+        def write(conn):
+            conn.execute("DELETE FROM requests WHERE identity=? AND state=? AND owner=?", (key, SUBMITTING, OWNER))
+            self._let_go(key)
+            return self._book(conn, key, UNPAID, cost_usd=0, detail="the submit never reached fal")
+
+        return self._step(write)
 
     def forget(self, key: str) -> None:
-        self._connect().execute("DELETE FROM requests WHERE identity=?", (key,))
-        self._let_go(key)
-        self.ledger().unpaid(key, "fal does not know the request")  # a settled (paid) row stays as it is
+        def write(conn):
+            conn.execute("DELETE FROM requests WHERE identity=?", (key,))
+            self._let_go(key)
+            self._book(conn, key, UNPAID, cost_usd=0, detail="fal does not know the request")  # a paid row stays
+
+        self._step(write)
+
+    def reused(self, key: str, endpoint: str, request_id: Optional[str]) -> Booked:
+        now = time.time()
+        self._connect().execute(
+            "INSERT INTO ledger (identity, endpoint, day, state, request_id, estimate_usd, cost_usd, detail, created,"
+            " updated) VALUES (?, ?, ?, ?, ?, 0, 0, 'kept result reused', ?, ?)",
+            (key, endpoint, ledger.today(), REUSED, request_id, now, now))
+        return Booked(REUSED, 0.0, 0.0, request_id)
+
+    # -- what the books say: the daily limit, the fal Spend report ---------------------------------------
+
+    def check_limit(self, endpoint: str, planned: list, limit: float) -> None:
+        """Refuse a whole run up front if it cannot fit under today's limit (nothing is written).
+        planned: (identity, estimate) of its requests; kept results and requests already with fal
+        cost nothing new."""
+        conn = self._connect()
+        new = [usd for key, usd in planned if getattr(self._row(conn, key), "state", None) not in (COMPLETED, SUBMITTED)]
+        if not limit or not new:
+            return
+        total = None if any(usd is None for usd in new) else sum(new)
+        spent = conn.execute(ledger.SPENT, (ledger.today(),)).fetchone()[0]
+        if total is None or spent + total > limit + 1e-9:
+            raise ledger.refusal(endpoint, spent, total, limit)
+
+    def spent_today(self) -> float:
+        return float(self._connect().execute(ledger.SPENT, (ledger.today(),)).fetchone()[0])
+
+    def spend_report(self, limit: float = 0.0) -> tuple:
+        """The fal Spend node's text and today's spend in USD."""
+        rows = self._connect().execute("SELECT day, endpoint, state, estimate_usd, cost_usd FROM ledger WHERE day>=?"
+                                       " ORDER BY id", (ledger.first_day(),)).fetchall()
+        return ledger.report(rows, limit)
+
+    # -- uploads -----------------------------------------------------------------------------------------
 
     def upload_url(self, content_hash: str) -> Optional[str]:
         row = self._connect().execute(

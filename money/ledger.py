@@ -1,44 +1,39 @@
-"""The spend ledger: what each paid request was estimated to cost and what it settled at.
+"""What the spend ledger's rows mean: their states, today's spend, the daily limit, and the
+texts the user reads (a refusal, the fal Spend report). The rows themselves are written by the
+request journal alone (money/journal.py), in the same transaction as each step of a request:
 
-It lives in the journal's SQLite file (its own table), and follows the journal's story
-of a request:
-
-  reserve   the job claimed the request and is about to upload and submit: its estimate
-            counts against today's limit from now on (checked and written in one
-            transaction, so two nodes at once cannot both slip under the limit)
-  accepted  fal returned a request id (the journal hooks this)
-  settled   the request completed: paid; per-time units settle with the returned duration
-  unpaid    the submit never reached fal, or fal reports the request failed or cancelled:
-            $0 (fal bills successful outputs only)
+  reserved  claimed and about to be uploaded and submitted: its estimate counts against today's
+            limit from now on (checked and written in one transaction)
+  accepted  fal returned a request id
+  settled   fal completed it: paid (the estimate, refined with the returned duration for
+            per-time prices), booked on the day fal completed it
+  uncertain possibly billed: the submit may have reached fal but its answer was lost (a broken
+            connection, a process that died mid-submit, a request fal did not know right after
+            accepting it): counted at its estimate
+  unpaid    never reached fal, or fal reports it failed or was cancelled: $0 (fal bills
+            successful outputs only)
   reused    a kept result was returned instead of a new request: $0
 
-Days are local dates. Spend of a day = settled costs + estimates of requests still
-reserved or in flight.
+Days are local dates. Spend of a day = settled costs + estimates of requests reserved, in
+flight or possibly billed.
 """
 
 import datetime
 import math
 import os
-import sqlite3
-import threading
-import time
-from pathlib import Path
 from typing import Dict, Optional
 
-from ..core import comfy, secrets
 from ..core.errors import FalAudioError, InvalidInput
-from ..core.log import get_logger
-from .pricing import Charge, money
-from .pricing import units as price_units
-from .wal import synced, use_wal
-
-log = get_logger("ledger")
+from .pricing import money
 
 ENV_LIMIT = "FAL_AUDIO_DAILY_LIMIT_USD"
 RESERVED, ACCEPTED, SETTLED, UNPAID, REUSED = "reserved", "accepted", "settled", "unpaid", "reused"
-OPEN = (RESERVED, ACCEPTED)
+UNCERTAIN = "uncertain"
+OPEN = (RESERVED, ACCEPTED)  # rows a later step of the request moves on
+AT_ESTIMATE = (RESERVED, ACCEPTED, UNCERTAIN)  # rows counted at their estimate
+REPORT_DAYS = 7
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY AUTOINCREMENT, identity TEXT NOT NULL, endpoint TEXT NOT NULL,
     day TEXT NOT NULL, state TEXT NOT NULL, request_id TEXT,
@@ -48,6 +43,10 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE INDEX IF NOT EXISTS ledger_day ON ledger (day);
 CREATE INDEX IF NOT EXISTS ledger_identity ON ledger (identity, state);
 """
+# Spend of one day (parameter: the day).
+SPENT = ("SELECT COALESCE(SUM(CASE WHEN state='settled' THEN cost_usd"
+         " WHEN state IN ('reserved', 'accepted', 'uncertain') THEN estimate_usd ELSE 0 END), 0)"
+         " FROM ledger WHERE day=?")
 
 
 class SpendLimitReached(FalAudioError):
@@ -56,6 +55,10 @@ class SpendLimitReached(FalAudioError):
 
 def today() -> str:
     return datetime.date.today().isoformat()
+
+
+def first_day(days: int = REPORT_DAYS) -> str:
+    return (datetime.date.today() - datetime.timedelta(days=days - 1)).isoformat()
 
 
 def limit_from_env() -> float:
@@ -78,236 +81,93 @@ def check_limit(value: float, field: str) -> float:
     return float(value)
 
 
-class Ledger:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._local = threading.local()
-        # This process's requests as the ledger last saw them: identity -> (state, estimate, cost, request_id).
-        # The final status of a run reads it (no database access in an error path).
-        self._recent: Dict[str, tuple] = {}
-        self._lock = threading.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            try:
-                use_wal(conn)
-                conn.executescript(_SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
-            self._local.conn = conn
-        return synced(conn, follows=True)
-
-    def _note(self, identity: str, state: str, **fields) -> None:
-        with self._lock:
-            old = self._recent.get(identity, (None, None, None, None))
-            self._recent[identity] = (state, fields.get("estimate", old[1]), fields.get("cost", old[2]),
-                                      fields.get("request_id", old[3]))
-
-    def _moves(self, identity: str, states) -> bool:
-        with self._lock:
-            return self._recent.get(identity, (None,))[0] in states
-
-    # -- spend -------------------------------------------------------------------------------
-
-    def _spent(self, conn, day: str) -> float:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(CASE WHEN state=? THEN cost_usd WHEN state IN (?, ?) THEN estimate_usd ELSE 0 END), 0)"
-            " FROM ledger WHERE day=?", (SETTLED, RESERVED, ACCEPTED, day)).fetchone()
-        return float(row[0] or 0.0)
-
-    def spent_today(self) -> float:
-        return self._spent(self._connect(), today())
-
-    @staticmethod
-    def _refusal(endpoint: str, spent: float, estimate: Optional[float], limit: float) -> str:
-        if estimate is None:
-            return (f"{endpoint}: the price of this run is unknown (fal's pricing API did not give one and the "
-                    f"pack's price table has none), so the daily spend limit of {money(limit)} cannot be "
-                    f"checked. Today's recorded spend is {money(spent)}. Set daily_spend_limit_usd on the fal "
-                    f"Client (or {ENV_LIMIT}) to 0 to run it without a limit. Nothing was sent to fal.")
-        return (f"{endpoint}: this run is estimated at {money(estimate)}; with today's recorded spend of "
-                f"{money(spent)} that would pass the daily spend limit of {money(limit)}. Raise "
-                f"daily_spend_limit_usd on the fal Client (or {ENV_LIMIT}), or wait until tomorrow. "
-                "Nothing was sent to fal.")
-
-    def check(self, endpoint: str, estimate: Optional[float], limit: float) -> None:
-        """Refuse a whole run up front if it cannot fit under the limit (nothing is written)."""
-        if not limit:
-            return
-        spent = self.spent_today()
-        if estimate is None or spent + estimate > limit + 1e-9:
-            raise SpendLimitReached(self._refusal(endpoint, spent, estimate, limit))
-
-    def reserve(self, identity: str, charge: Optional[Charge], endpoint: str, limit: float) -> None:
-        """Record a request about to be submitted; refuse it if it would pass the limit.
-
-        Check and write are one IMMEDIATE transaction: of two nodes racing for the last
-        dollars, the second sees the first one's reservation."""
-        estimate = charge.usd if charge is not None else None
-        price = charge.price if charge is not None else None
-        conn = self._connect()
-        now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # A reservation left by a submit that never happened (a crash) is replaced by this one.
-            conn.execute("DELETE FROM ledger WHERE identity=? AND state=?", (identity, RESERVED))
-            day = today()
-            if limit:
-                spent = self._spent(conn, day)
-                if estimate is None or spent + estimate > limit + 1e-9:
-                    raise SpendLimitReached(self._refusal(endpoint, spent, estimate, limit))
-            conn.execute(
-                "INSERT INTO ledger (identity, endpoint, day, state, units, unit, unit_price, price_source, time_based,"
-                " round_up, estimate_usd, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (identity, endpoint, day, RESERVED, charge.units if charge else None, price.unit if price else None,
-                 price.unit_price if price else None, price.source if price else "unknown",
-                 int(bool(charge and charge.time_based)), int(bool(price and price.round_up)), estimate, now, now))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        self._note(identity, RESERVED, estimate=estimate, cost=None, request_id=None)
-
-    def reused(self, identity: str, endpoint: str, request_id: Optional[str]) -> None:
-        now = time.time()
-        self._connect().execute(
-            "INSERT INTO ledger (identity, endpoint, day, state, request_id, estimate_usd, cost_usd, detail, created,"
-            " updated) VALUES (?, ?, ?, ?, ?, 0, 0, 'kept result reused', ?, ?)",
-            (identity, endpoint, today(), REUSED, request_id, now, now))
-        self._note(identity, REUSED, estimate=0.0, cost=0.0, request_id=request_id)
-
-    # -- transitions the journal reports ---------------------------------------------------------
-
-    def accepted(self, identity: str, request_id: str) -> None:
-        self._connect().execute(
-            "UPDATE ledger SET state=?, request_id=?, updated=? WHERE identity=? AND state=?",
-            (ACCEPTED, request_id, time.time(), identity, RESERVED))
-        if self._moves(identity, (RESERVED,)):
-            self._note(identity, ACCEPTED, request_id=request_id)
-
-    def completed(self, identity: str) -> None:
-        """fal finished the request: it is paid for, at the estimate until settle() refines it."""
-        self._connect().execute(
-            "UPDATE ledger SET state=?, cost_usd=estimate_usd, updated=? WHERE identity=? AND state IN (?, ?)",
-            (SETTLED, time.time(), identity, *OPEN))
-        if self._moves(identity, OPEN):
-            self._note(identity, SETTLED, cost=self._recent[identity][1])
-
-    def unpaid(self, identity: str, detail: str) -> None:
-        """The submit never reached fal, or fal failed/cancelled the request: nothing is billed."""
-        self._connect().execute(
-            "UPDATE ledger SET state=?, cost_usd=0, detail=?, updated=? WHERE identity=? AND state IN (?, ?)",
-            (UNPAID, secrets.redact(detail)[:500], time.time(), identity, *OPEN))
-        if self._moves(identity, OPEN):
-            self._note(identity, UNPAID, cost=0.0)
-
-    def settle(self, identity: str, charge: Optional[Charge], returned_seconds: Optional[float]) -> Optional[float]:
-        """Refine the settled cost of a completed request with what fal returned; returns its cost."""
-        conn = self._connect()
-        row = conn.execute(
-            "SELECT id, estimate_usd, cost_usd FROM ledger WHERE identity=? AND state=? ORDER BY id DESC LIMIT 1",
-            (identity, SETTLED)).fetchone()
-        if row is None:
-            return charge.usd if charge is not None else None
-        cost = charge.settled_usd(returned_seconds) if charge is not None else row[2]
-        units = None
-        if charge is not None and charge.time_based and returned_seconds is not None:
-            units = price_units(charge.price, {"seconds": returned_seconds})
-        conn.execute("UPDATE ledger SET cost_usd=?, units=COALESCE(?, units), updated=? WHERE id=?",
-                     (cost, units, time.time(), row[0]))
-        self._note(identity, SETTLED, cost=cost)
-        return cost
-
-    def state_of(self, identity: str) -> Optional[tuple]:
-        """(state, estimate_usd, cost_usd, request_id) of this request as this process last saw it, from
-        memory (None if this process has not handled it)."""
-        with self._lock:
-            return self._recent.get(identity)
-
-    # -- report ------------------------------------------------------------------------------------
-
-    def summary(self, days: int = 7) -> Dict[str, object]:
-        conn = self._connect()
-        first = (datetime.date.today() - datetime.timedelta(days=days - 1)).isoformat()
-        rows = conn.execute(
-            "SELECT day, endpoint, state, estimate_usd, cost_usd FROM ledger WHERE day>=? ORDER BY id", (first,)
-        ).fetchall()
-        return {"first_day": first, "today": today(), "rows": rows}
+def refusal(endpoint: str, spent: float, estimate: Optional[float], limit: float) -> SpendLimitReached:
+    if estimate is None:
+        return SpendLimitReached(
+            f"{endpoint}: the price of this run is unknown (fal's pricing API did not give one and the pack's "
+            f"price table has none), so the daily spend limit of {money(limit)} cannot be checked. Today's "
+            f"recorded spend is {money(spent)}. Set daily_spend_limit_usd on the fal Client (or {ENV_LIMIT}) to 0 "
+            "to run it without a limit. Nothing was sent to fal.")
+    return SpendLimitReached(
+        f"{endpoint}: this run is estimated at {money(estimate)}; with today's recorded spend of {money(spent)} "
+        f"that would pass the daily spend limit of {money(limit)}. Raise daily_spend_limit_usd on the fal Client "
+        f"(or {ENV_LIMIT}), or wait until tomorrow. Nothing was sent to fal.")
 
 
-_ledgers: dict = {}
+def possibly_billed(estimate: Optional[float]) -> str:
+    """The sentence every message about a possibly billed request carries."""
+    amount = "price unknown" if estimate is None else f"≈{money(estimate)}"
+    return f"It is counted as possibly billed ({amount}) in the pack's spend and against today's spend limit."
 
 
-def book(path: Optional[Path] = None) -> Ledger:
-    """The ledger inside the journal file (the journal's path, else the data folder's)."""
-    path = Path(path) if path else comfy.data_directory() / "journal.sqlite3"
-    if path not in _ledgers:
-        _ledgers[path] = Ledger(path)
-    return _ledgers[path]
-
-
-def report(limit: float = 0.0) -> tuple:
-    """The fal Spend node's text and today's spend in USD."""
-    data = book().summary(7)
-    day = data["today"]
+def report(rows: list, limit: float = 0.0) -> tuple:
+    """The fal Spend node's text and today's spend in USD, from the ledger rows of the report's
+    days: (day, endpoint, state, estimate_usd, cost_usd), oldest first."""
+    day, first = today(), first_day()
 
     def spend(rows):
-        total, unknown, flying = 0.0, 0, 0
+        total, unknown, flying, possibly = 0.0, 0, 0, 0
         for _, _, state, estimate, cost in rows:
             if state == SETTLED:
                 if cost is None:
                     unknown += 1
                 total += cost or 0.0
-            elif state in OPEN:
-                flying += 1
+            elif state in AT_ESTIMATE:
+                flying += state in OPEN
+                possibly += state == UNCERTAIN
                 if estimate is None:
                     unknown += 1
                 total += estimate or 0.0
-        return total, unknown, flying
+        return total, unknown, flying, possibly
 
-    paid_states = (SETTLED, RESERVED, ACCEPTED)
-    todays = [r for r in data["rows"] if r[0] == day]
-    today_usd, today_unknown, today_flying = spend(todays)
-    week_usd, week_unknown, _ = spend(data["rows"])
+    paid_states = (SETTLED, *AT_ESTIMATE)
 
-    def line(label, rows, usd, unknown, flying=0):
-        paid = sum(1 for r in rows if r[2] in paid_states)
-        text = f"{label}: {money(usd)} in {paid} paid request{'s' if paid != 1 else ''}"
+    def paid(rows):
+        return sum(1 for r in rows if r[2] in paid_states)
+
+    def line(label, rows):
+        usd, unknown, flying, possibly = spend(rows)
+        count = paid(rows)
+        text = f"{label}: {money(usd)} in {count} paid request{'s' if count != 1 else ''}"
         extras = []
         if flying:
             extras.append(f"{flying} not finished yet, counted at its estimate" if flying == 1
                           else f"{flying} not finished yet, counted at their estimates")
+        if possibly:
+            extras.append(f"{possibly} possibly billed, counted at {'its estimate' if possibly == 1 else 'their estimates'}")
         if unknown:
             extras.append(f"{unknown} at an unknown price, not counted")
         return text + (f" ({'; '.join(extras)})" if extras else "")
 
-    lines = ["fal spend (the pack's estimates; fal's dashboard has the exact bill: https://fal.ai/dashboard/usage)"]
-    lines.append(line(f"Today ({day})", todays, today_usd, today_unknown, today_flying))
+    todays = [r for r in rows if r[0] == day]
+    today_usd = spend(todays)[0]
+    lines = ["fal spend (the pack's estimates; fal's dashboard has the exact bill: https://fal.ai/dashboard/usage)",
+             line(f"Today ({day})", todays)]
     if limit:
         lines.append(f"Daily limit: {money(limit)}, {money(max(0.0, limit - today_usd))} left today")
-    lines.append(line(f"Last 7 days (since {data['first_day']})", data["rows"], week_usd, week_unknown))
+    lines.append(line(f"Last {REPORT_DAYS} days (since {first})", rows))
     per_model: Dict[str, list] = {}
-    for row in data["rows"]:
+    for row in rows:
         per_model.setdefault(row[1], []).append(row)
     if per_model:
-        lines.append("Per model, last 7 days:")
-        for endpoint, rows in sorted(per_model.items(), key=lambda item: -spend(item[1])[0]):
-            usd, unknown, _ = spend(rows)
-            paid = sum(1 for r in rows if r[2] in paid_states)
-            free = sum(1 for r in rows if r[2] in (UNPAID, REUSED))
-            text = f"  {endpoint}: {money(usd)} in {paid} paid"
+        lines.append(f"Per model, last {REPORT_DAYS} days:")
+        for endpoint, group in sorted(per_model.items(), key=lambda item: -spend(item[1])[0]):
+            usd, unknown, _, _ = spend(group)
+            text = f"  {endpoint}: {money(usd)} in {paid(group)} paid"
+            free = sum(1 for r in group if r[2] in (UNPAID, REUSED))
             if free:
                 text += f", {free} free (reused or failed/cancelled)"
             if unknown:
                 text += f", {unknown} at an unknown price"
             lines.append(text)
-    free_rows = [r for r in data["rows"] if r[2] in (UNPAID, REUSED)]
+    possibly = [r for r in rows if r[2] == UNCERTAIN]
+    if possibly:
+        lines.append(f"Possibly billed, last {REPORT_DAYS} days: {len(possibly)} request"
+                     f"{'s' if len(possibly) != 1 else ''} whose submit may have reached fal without its answer "
+                     "being recorded, counted at the estimate (check the requests list at https://fal.ai/dashboard)")
+    free_rows = [r for r in rows if r[2] in (UNPAID, REUSED)]
     if free_rows:
         reused = sum(1 for r in free_rows if r[2] == REUSED)
-        lines.append(f"Free, last 7 days: {reused} kept results reused, {len(free_rows) - reused} requests "
-                     "that failed or were cancelled ($0: fal bills successful outputs only)")
+        lines.append(f"Free, last {REPORT_DAYS} days: {reused} kept results reused, {len(free_rows) - reused} "
+                     "requests that failed or were cancelled ($0: fal bills successful outputs only)")
     return "\n".join(lines), round(today_usd, 6)

@@ -1,7 +1,7 @@
-"""The pack's SQLite files (request journal, spend ledger) in WAL mode.
+"""The pack's SQLite file (the request journal and its spend ledger) in WAL mode.
 
 Several connections may open a brand-new file at the same moment (two prompts, two ComfyUI
-processes, the journal and the ledger). Switching a new file to WAL then answers "locked" at
+processes). Switching a new file to WAL then answers "locked" at
 once instead of waiting for the busy timeout, so it is retried shortly here.
 
 Durability: in WAL mode every commit survives a crash of ComfyUI whatever the sync level; a
@@ -9,9 +9,8 @@ commit also survives a power loss only once the WAL is synced to disk. A step th
 money already spent (an accepted request id, a result: the journal's `paid` steps) is synced
 at its commit (synchronous=FULL), which also syncs every commit before it in the same file;
 other steps (a claim, a reservation, a refined cost) are left to that next sync
-(synchronous=NORMAL), which saves an fsync (~0.4 ms, most of a step) each. The spend
-ledger's bookkeeping within a journal step (accepted, paid, unpaid) is committed after the
-step's own record and rides on the next sync too: a paid step costs one fsync, not two.
+(synchronous=NORMAL), which saves an fsync (~0.4 ms, most of a step) each. A step's ledger
+row is written in the step's own transaction: a paid step costs one fsync.
 """
 
 import contextlib
@@ -55,10 +54,8 @@ def durable(paid: bool):
         _levels.paid = before
 
 
-def synced(conn: sqlite3.Connection, follows: bool = False) -> sqlite3.Connection:
-    """`conn` with the sync level the current step wants (FULL outside any `durable` block).
-    follows: inside a step, this connection's commits follow the step's own record (the spend
-    ledger's bookkeeping of a journal step) and ride on the next sync rather than add another."""
+def synced(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """`conn` with the sync level the current step wants (FULL outside any `durable` block)."""
     paid = getattr(_levels, "paid", None)
-    conn.execute("PRAGMA synchronous=" + ("FULL" if paid is None or (paid and not follows) else "NORMAL"))  # ~2 µs
+    conn.execute("PRAGMA synchronous=" + ("NORMAL" if paid is False else "FULL"))  # ~2 µs
     return conn

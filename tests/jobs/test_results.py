@@ -175,7 +175,7 @@ def test_a_journal_from_before_several_files_is_still_reused(fal, nodes, comfy):
         "SELECT identity, endpoint, state, request_id, owner, response, file_path, detail, created, updated"
         " FROM requests").fetchone()
     book._connect().close()
-    pack_module("jobs.job")._journals.clear()  # as after a restart: the next run opens the file anew
+    pack_module("money.journal").forget_open()  # as after a restart: the next run opens the file anew
     path.unlink()
     for extra in ("-wal", "-shm"):
         path.with_name(path.name + extra).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from support import CANARY_KEY, defaults, pack_module, run_node
 pricing = pack_module("money.pricing")
 ledger = pack_module("money.ledger")
 job_module = pack_module("jobs.job")
+journal = pack_module("money.journal")
 options_module = pack_module("jobs.options")
 
 DR_LYRICS = "[00:10.00]Moonlight spills through broken blinds"
@@ -36,8 +37,12 @@ def frames(count, size=16):
 
 def restart():
     """What a ComfyUI restart forgets: every open journal/ledger handle of this process."""
-    job_module._journals.clear()
-    ledger._ledgers.clear()
+    journal.forget_open()
+
+
+def spend_report(limit=0.0):
+    """The fal Spend node's text and today's spend, from the journal's books."""
+    return journal.current().spend_report(limit)
 
 
 def estimates(comfy):
@@ -269,7 +274,7 @@ def test_reuse_costs_nothing_and_says_so(fal, nodes, comfy):
     assert len(fal.submissions) == 1
     assert comfy.texts()[-1].endswith(f"· $0 · kept result of request {request[:8]}")
     assert [(r[1], r[7]) for r in rows(comfy)] == [("settled", pytest.approx(0.10)), ("reused", 0)]
-    text, today = ledger.report()
+    text, today = spend_report()
     assert today == pytest.approx(0.10)
     assert "1 kept results reused" in text
 
@@ -285,7 +290,7 @@ def test_failed_request_costs_nothing(fal, nodes, comfy):
     assert row[1] == "unpaid" and row[7] == 0 and row[8] == fal.submissions[0].request_id
     assert comfy.texts()[-1].startswith("Failed after ") and "$0 paid (fal bills successful outputs only)" in \
         comfy.texts()[-1]
-    assert ledger.report()[1] == 0
+    assert spend_report()[1] == 0
 
 
 def test_submit_refused_by_fal_costs_nothing(fal, nodes, comfy):
@@ -294,7 +299,7 @@ def test_submit_refused_by_fal_costs_nothing(fal, nodes, comfy):
     with pytest.raises(Exception):
         lyria(nodes)
     assert [r[1] for r in rows(comfy)] == ["unpaid"]
-    assert ledger.report()[1] == 0
+    assert spend_report()[1] == 0
 
 
 def test_cancel_costs_nothing_and_says_what_was_paid(fal, nodes, comfy):
@@ -338,7 +343,7 @@ def test_spend_of_earlier_days_counts_in_the_week_only(fal, nodes, comfy, monkey
             return real + datetime.timedelta(days=1)
 
     monkeypatch.setattr(ledger.datetime, "date", Tomorrow)
-    report, today = ledger.report()
+    report, today = spend_report()
     assert today == 0
     assert "$0.10 in 1 paid request" in [line for line in report.splitlines() if line.startswith("Last 7")][0]
 
@@ -578,10 +583,10 @@ console.log(JSON.stringify(out));
 def test_the_final_status_never_hides_the_runs_own_error(fal, nodes, comfy, monkeypatch):
     import sqlite3
 
-    def broken(self, identity):
+    def broken(self):
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(ledger.Ledger, "state_of", broken)
+    monkeypatch.setattr(job_module.Job, "booked", property(broken, lambda self, value: None), raising=False)
     fal.set_handler("fal-ai/lyria2", lambda payload: (_ for _ in ()).throw(EmulatedError(500, {"detail": "GPU fell"})))
     with pytest.raises(Exception, match="GPU fell"):
         lyria(nodes)

@@ -160,7 +160,7 @@ def test_same_inputs_again_reuse_the_kept_result(fal, nodes, short_file, comfy):
 
 def test_rerun_after_restart_submits_nothing(fal, nodes, short_file):
     lyria(nodes, seed=5)
-    pack_module("jobs.job")._journals.clear()  # a restarted ComfyUI opens the journal afresh
+    pack_module("money.journal").forget_open()  # a restarted ComfyUI opens the journal afresh
     lyria(nodes, seed=5)
     assert len(fal.submissions) == 1
 
@@ -371,9 +371,10 @@ def test_confirmed_cancel_is_not_reused(fal, nodes, comfy, short_file):
 
 
 def test_only_steps_recording_money_spent_are_synced_to_disk_at_their_commit(fal, nodes, short_file, monkeypatch):
-    """A claim, a reservation or a refined cost is synced with the next record of money spent (same
-    WAL), which saves an fsync each; an accepted request id and a result are synced at once."""
-    journal_module, ledger_module = pack_module("money.journal"), pack_module("money.ledger")
+    """A claim (with its reservation), the mark before the submit goes out or a refined cost is synced
+    with the next record of money spent (same WAL), which saves an fsync each; an accepted request id and
+    a result (each with its ledger row, in the same transaction) are synced at once."""
+    journal_module = pack_module("money.journal")
     levels = {}
 
     def watch(cls, name):
@@ -387,16 +388,12 @@ def test_only_steps_recording_money_spent_are_synced_to_disk_at_their_commit(fal
 
         monkeypatch.setattr(cls, name, step)
 
-    for name in ("claim", "submitted", "completed"):
+    for name in ("claim", "sending", "submitted", "completed", "settle"):
         watch(journal_module.Journal, name)
-    for name in ("reserve", "settle", "accepted", "completed"):
-        watch(ledger_module.Ledger, name)
     (audio,) = lyria(nodes)
     assert audio["waveform"].shape[-1] == 48000
-    # the ledger's bookkeeping within a paid step (accepted, paid) rides on the step's own sync
-    assert levels == {"journal claim": {"NORMAL"}, "ledger reserve": {"NORMAL"}, "journal submitted": {"FULL"},
-                      "ledger accepted": {"NORMAL"}, "journal completed": {"FULL"}, "ledger completed": {"NORMAL"},
-                      "ledger settle": {"NORMAL"}}
+    assert levels == {"journal claim": {"NORMAL"}, "journal sending": {"NORMAL"}, "journal submitted": {"FULL"},
+                      "journal completed": {"FULL"}, "journal settle": {"NORMAL"}}
     book = pack_module("jobs.job").journal()
     outside = book._connect().execute("PRAGMA synchronous").fetchone()[0]
     assert outside == 2  # outside a journal step (e.g. the Spend node's reads): FULL, the safe default

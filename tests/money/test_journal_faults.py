@@ -81,7 +81,7 @@ def lock_on_submit(fal, comfy, seconds, lockers):
 
 def test_an_accepted_id_is_recorded_after_the_lock_outlasts_sqlites_busy_timeout(fal, nodes, comfy, monkeypatch):
     monkeypatch.setattr(pack_module("money.journal"), "BUSY_TIMEOUT", 0.3)
-    pack_module("jobs.job")._journals.clear()
+    pack_module("money.journal").forget_open()
     lockers = []
     lock_on_submit(fal, comfy, 2.0, lockers)
     node = nodes[LYRIA]
@@ -108,7 +108,7 @@ def test_an_accepted_id_is_recorded_after_the_lock_outlasts_sqlites_busy_timeout
     assert rows(journal_file(comfy)) == [("completed", fal.submissions[0].request_id)]
     assert max(gaps) < 1.0  # the event loop went on while the journal was locked (2 s)
     # A re-run reuses it: the id was not lost.
-    pack_module("jobs.job")._journals.clear()
+    pack_module("money.journal").forget_open()
     run_node(node, **defaults(node, prompt="locked journal"))
     assert len(fal.submissions) == 1
 
