@@ -227,29 +227,29 @@ class Journal:
         self._notices.append(notice)
 
     def _carry_spend_over(self, aside: Path) -> str:
-        """Copy the ledger rows of the report's days from the damaged file into the new one (else a row
-        with today's total from the spend note), so the daily limit goes on counting them. Says what it did."""
+        """Copy the ledger rows of the report's days from the damaged file into the new one, else a row
+        of today's total from the spend note, so the daily limit goes on counting them. Says what it did."""
         try:
             with contextlib.closing(sqlite3.connect(aside)) as old:
                 rows = old.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE day>=?",
                                    (ledger.first_day(),)).fetchall()
             how = "read back from the damaged file"
         except sqlite3.DatabaseError:
-            total = self._noted_spend()
-            now = time.time()
-            rows = [("carried-over", "(before the damaged journal)", ledger.today(), SETTLED, None, None, None, None,
-                     "spend note", 0, 0, total, total, "today's spend noted before the journal was damaged",
-                     now, now)] if total else []
-            how = "from the spend note beside the journal"
+            total, now = self._noted_spend(), time.time()
             if total is None:
                 return ("Today's earlier spend could not be read back, so the daily limit counts from $0 again: "
                         "check https://fal.ai/dashboard/usage.")
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows)
-        spent = conn.execute(ledger.SPENT, (ledger.today(),)).fetchone()[0]
-        conn.execute("COMMIT")
-        self._note_spend(conn)
+            rows = [("carried-over", "(before the damaged journal)", ledger.today(), SETTLED, None, None, None, None,
+                     "spend note", 0, 0, total, total, "today's spend noted before the journal was damaged", now,
+                     now)] if total else []
+            how = "from the spend note beside the journal"
+
+        def write(conn):
+            conn.executemany(f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows)
+            return conn.execute(ledger.SPENT, (ledger.today(),)).fetchone()[0]
+
+        spent = self._step(write)
+        self._note_spend(self._connect())
         return f"Today's spend of {money(spent)} was kept ({how}), so the daily limit still counts it."
 
     @property
@@ -587,7 +587,8 @@ class Journal:
         planned: (identity, estimate) of its requests; kept results and requests already with fal
         cost nothing new."""
         conn = self._connect()
-        new = [usd for key, usd in planned if getattr(self._row(conn, key), "state", None) not in (COMPLETED, SUBMITTED)]
+        new = [usd for key, usd in planned
+               if getattr(self._row(conn, key), "state", None) not in (COMPLETED, SUBMITTED)]
         if not limit or not new:
             return
         total = None if any(usd is None for usd in new) else sum(new)

@@ -134,7 +134,8 @@ def report(rows: list, limit: float = 0.0) -> tuple:
             extras.append(f"{flying} not finished yet, counted at its estimate" if flying == 1
                           else f"{flying} not finished yet, counted at their estimates")
         if possibly:
-            extras.append(f"{possibly} possibly billed, counted at {'its estimate' if possibly == 1 else 'their estimates'}")
+            extras.append(f"{possibly} possibly billed, counted at "
+                          + ("its estimate" if possibly == 1 else "their estimates"))
         if unknown:
             extras.append(f"{unknown} at an unknown price, not counted")
         return text + (f" ({'; '.join(extras)})" if extras else "")
