@@ -305,8 +305,10 @@ class Bench:
         with contextlib.ExitStack() as patches:
             wrap(base.FalAudioNode, "generate", "node", patches)
             wrap(spend, "estimate", "estimate", patches)
-            for name in ("_claim", "_submit", "_wait", "_download", "_decode"):
-                wrap(job.Job, name, name.strip("_"), patches)
+            for owner, name, label in ((job.Job, "_claim", "claim"), (job.Job, "_submit", "submit"),
+                                       (job.waiting.Follow, "until_done", "wait"),
+                                       (job.Keeper, "download", "download"), (job.Keeper, "decode", "decode")):
+                wrap(owner, name, label, patches)
             for name in ("submit", "result"):
                 wrap(gateway.Gateway, name, f"{name} (network)", patches)
             original_call = journal.Journal.call

@@ -1,9 +1,10 @@
-"""One paid fal request from start to AUDIO: claim in the journal, upload inputs,
-submit, wait (with progress, Cancel and timeouts), fetch, keep the file, decode.
+"""One paid fal request from start to AUDIO, as a story: claim it in the journal (or reuse a kept
+result, or resume a request still with fal), submit it, follow it on fal, keep its result.
+Waiting and following live in jobs/waiting.py, uploads in jobs/uploads.py, keeping and
+decoding the result in jobs/keep.py, the books in money/journal.py.
 """
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,82 +12,38 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from ..core import comfy, errors
 from ..core.aio import finish, per_loop
-from ..core.errors import FalAudioError, RequestFailed, TimeoutExpired
+from ..core.errors import FalAudioError, RequestFailed
 from ..core.log import get_logger
 from ..media import audio as audio_io
-from ..media import reuse
-from ..media.limits import DecodeError, DecodeLimitExceeded
-from ..media.wavstream import WavStream
 from ..money import ledger
-from ..money.journal import UNCERTAIN, Booked
+from ..money.journal import COMPLETED, SUBMITTED, UNCERTAIN, Booked
 from ..money.journal import current as journal
 from ..money.journal import identity as request_identity
 from ..money.owner import OWNER
 from ..money.pricing import returned_seconds
 from ..transport import credentials
-from ..transport.gateway import Gateway, NotDownloadable, SubmitUncertain, http_status, is_transient
+from ..transport.gateway import Gateway, SubmitUncertain, http_status
 from ..transport.slots import SLOTS, waiting_text
+from . import uploads, waiting
+from .keep import FileExpired, Keeper
 from .options import CallOptions
 from .results import Locator, single
-from .results import file_name as _file_name
+from .uploads import Upload  # noqa: F401 - the nodes build their input files with it
+from .waiting import Follow, UnknownRequest, interruptible, retried, sleep
 
 log = get_logger("job")
 
-# Without fal's status stream: poll quickly at first (short jobs finish fast), then a few times a second.
-POLL_FIRST, POLL_MAX = 0.1, 0.25
-# With the stream: ask for the status directly after this many quiet seconds.
-QUIET_POLL = 5.0
-# How often a wait wakes up to notice ComfyUI's Cancel.
-INTERRUPT_CHECK = 0.1
 CANCEL_TIMEOUT = 10.0
 # How often a node waiting for another ComfyUI process's submit of the same request looks again.
 OTHER_OWNER_CHECK = 0.5
 # How long a node stopping (error, Cancel) waits for the journal to release its claim or retire a
 # cancelled request; the write is still made, in order, if another program holds the lock longer.
 RELEASE_WAIT = 0.5
-# Connection drops while polling/fetching/downloading are retried this many times.
-RETRIES = 4
-# fal may briefly not know a request it has just accepted: a 404 of its status is asked again this long.
-UNKNOWN_GRACE = 5.0
-# fal's log lines shown in the progress text: at most this many characters.
-LOG_LINE_MAX = 160
+CHECK_REQUESTS = "check your requests at https://fal.ai/dashboard"
 
-
-class UnknownRequest(Exception):
-    """fal answered 404 for a request id we hold."""
-
-
-class FileExpired(RequestFailed):
-    """The file host answered 404/410 for a result file: fal's copy is gone for good."""
-
-
-@dataclass
-class Upload:
-    """An input file that is uploaded to fal storage only when a request is really sent."""
-
-    data: bytes
-    content_type: str
-    file_name: str
-    content_hash: str = field(init=False)
-    # A fal result passed on unchanged (media.reuse): sent by fal's own URL of the original file,
-    # named by that file's content hash; `data` stays empty unless fal no longer serves the URL.
-    origin: Optional[reuse.Origin] = None
-
-    def __post_init__(self):
-        self.content_hash = self.origin.file_hash if self.origin else reuse.content_hash(self.data)
-
-    @property
-    def kind(self) -> str:
-        """What the file is, for the progress text: audio, image or video."""
-        major = self.content_type.split("/", 1)[0].lower()
-        return major if major in ("image", "video") else "audio"
-
-    @classmethod
-    def from_clip(cls, clip: dict, name: str = "input.wav") -> "Upload":
-        found = reuse.origin(clip)
-        if found is not None:
-            return cls(b"", found.content_type, found.file_name, origin=found)
-        return cls(audio_io.encode_wav(clip), "audio/wav", name)
+# Per prompt (event loop): identity -> message of a submit that may have reached fal. An identical
+# node of the same prompt must not send it again; a later prompt (a re-run) submits anew.
+_uncertain: dict = {}
 
 
 @dataclass
@@ -109,26 +66,6 @@ class JobResult:
         return cls(response, audios.get(first), files.get(first), request_id, reused, audios, files)
 
 
-_upload_locks: dict = {}
-# Per prompt (event loop): identity -> message of a submit that may have reached fal. An identical
-# node of the same prompt must not send it again; a later prompt (a re-run) submits anew.
-_uncertain: dict = {}
-
-
-def _upload_lock(content_hash: str) -> asyncio.Lock:
-    return per_loop(_upload_locks).setdefault(content_hash, asyncio.Lock())
-
-
-_MARKUP = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|<[^<>]*>|[<>]|[\x00-\x1f\x7f-\x9f]")
-
-
-def plain(text) -> str:
-    """A log line of fal's as plain text for the progress: no markup, escape sequences or control
-    characters (an older frontend renders the progress text as HTML), at most LOG_LINE_MAX characters."""
-    text = " ".join(_MARKUP.sub(" ", str(text)).split())
-    return text if len(text) <= LOG_LINE_MAX else text[:LOG_LINE_MAX - 1] + "…"
-
-
 def _identity_view(value):
     if isinstance(value, Upload):
         return {"upload": value.content_hash}
@@ -143,19 +80,16 @@ class Job:
     def __init__(self, endpoint: str, request: dict, options: CallOptions, progress: comfy.Progress,
                  result_files: Union[Locator, str] = "audio", take_key: Any = None, label: str = "",
                  decode: Optional[Callable] = None):
-        self.endpoint = endpoint
-        self.request = request
-        self.options = options
-        self.progress = progress
+        self.endpoint, self.request, self.options, self.progress, self.label = endpoint, request, options, progress, label
         # Which files of the response are kept (output name -> URL); a string names the one file field.
         self.locate = single(result_files) if isinstance(result_files, str) else result_files
-        self.label = label
         # How a kept file becomes AUDIO: audio.decode, or a node's decoder for headerless formats.
         self.decode_file = decode or audio_io.decode
         # take_key gives models without a seed a new identity per seed/take.
         self.identity = request_identity(endpoint, {"arguments": _identity_view(request), "take": take_key})
         self.started = time.monotonic()
         self.gateway: Optional[Gateway] = None
+        self.keeper: Optional[Keeper] = None
         # Cost: the estimate (a pricing.Charge, set before the run) and what this request cost (USD, once known).
         self.charge = None
         self.cost: Optional[float] = None
@@ -163,8 +97,6 @@ class Job:
         self.booked: Optional[Booked] = None
         # How long a 404 of the status is asked again: only right after this job's own submit.
         self._grace = 0.0
-        # Result files being decoded while they download (output name -> WavStream), until decoded.
-        self._streams: Dict[str, Optional[WavStream]] = {}
 
     def _say(self, text: str) -> None:
         self.progress.text(f"{self.label}{text}")
@@ -176,43 +108,13 @@ class Job:
             self.booked = result
         return result
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep in short steps so ComfyUI's Cancel is noticed within INTERRUPT_CHECK."""
-        end = time.monotonic() + seconds
-        while True:
-            comfy.throw_if_interrupted()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, INTERRUPT_CHECK))
-
-    async def _interruptible(self, awaitable):
-        """Await a network step while still noticing ComfyUI's Cancel every INTERRUPT_CHECK."""
-        task = asyncio.ensure_future(awaitable)
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=INTERRUPT_CHECK)
-                if done:
-                    return task.result()
-                comfy.throw_if_interrupted()
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-
-    async def _retrying(self, what: str, call: Callable, server_errors: bool = False):
-        """Retry connection drops/timeouts (and, if asked, 5xx answers) with backoff.
-        Client errors (4xx) are answers about the request itself and are never retried."""
-        for attempt in range(RETRIES + 1):
-            try:
-                return await self._interruptible(call())
-            except Exception as exc:  # noqa: BLE001 - filtered just below
-                status = http_status(exc)
-                retry = is_transient(exc) or (server_errors and status is not None and status >= 500)
-                if comfy.is_interrupt(exc) or not retry or attempt == RETRIES:
-                    raise
-                log.warning("%s: %s failed (%s); retrying", self.endpoint, what, status or type(exc).__name__)
-                await self._sleep(min(0.25 * 2 ** attempt, 4.0))
+    async def _possibly_billed(self, why: str, detail: str) -> RequestFailed:
+        """Book a request fal may have taken (and bill) as possibly billed; the error that says so."""
+        estimate = self.charge.usd if self.charge is not None else None
+        message = (f"{self.endpoint}: {why}. {ledger.possibly_billed(estimate)} It was not resent automatically; "
+                   f"{CHECK_REQUESTS} and run the node again to submit anew.")
+        await self._book(journal().uncertain, self.identity, detail, message, per_loop(_uncertain), paid=True)
+        return RequestFailed(message)
 
     async def run(self) -> JobResult:
         try:
@@ -223,6 +125,7 @@ class Job:
     async def _run(self) -> JobResult:
         """One paid request: claim it in the journal, submit it, follow it, keep its result."""
         self.gateway = Gateway(credentials.resolve_key(self.options.profile))
+        self.keeper = Keeper(self.endpoint, self.gateway, self.options, self.locate, self.decode_file, self._say)
         earlier = await self._claim()
         if earlier is not None:
             return earlier
@@ -230,29 +133,21 @@ class Job:
         try:
             return await self._follow(request_id)
         except UnknownRequest:
-            # Still unknown after UNKNOWN_GRACE: it may yet run (and bill), so it is cancelled and counted.
+            # Still unknown after the grace time: it may yet run (and bill), so it is cancelled and counted.
             self._say("Cancelling (unknown to fal)")
             await asyncio.gather(asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)),
                                                   CANCEL_TIMEOUT), return_exceptions=True)
-            message = (f"{self.endpoint}: fal.ai does not know request {request_id}, which it had just accepted "
-                       f"(its status answered 404 for {self._grace:g} s); a cancel was sent in case it runs after "
-                       f"all. {ledger.possibly_billed(self._estimate())} Check your requests at "
-                       "https://fal.ai/dashboard, and run the node again to submit anew.")
-            await self._book(journal().uncertain, self.identity, "unknown to fal after accepting it", message,
-                             per_loop(_uncertain), paid=True)
-            raise RequestFailed(message) from None
-
-    def _estimate(self) -> Optional[float]:
-        return self.charge.usd if self.charge is not None else None
+            raise await self._possibly_billed(
+                f"fal.ai does not know request {request_id}, which it had just accepted (its status answered 404 "
+                f"for {self._grace:g} s); a cancel was sent in case it runs after all", "unknown to fal") from None
 
     async def _claim(self) -> Optional[JobResult]:
-        """Claim the right to submit (None), or return the result of the same request paid earlier:
-        kept (reused), or still with fal (resumed). Waits while someone else is submitting it."""
+        """Claim the right to submit (None), reserving the estimate (refused past today's limit), or
+        return the result of the same request paid earlier: kept (reused), or still with fal
+        (resumed). Waits while someone else is submitting it."""
         book = journal()
         while True:
-            # Reserves the estimate (refused past today's limit). A claim made after this task stopped
-            # waiting (Cancel) is released again, in order.
-            try:
+            try:  # a claim made after this task stopped waiting (Cancel) is released again, in order
                 entry = await book.call(book.claim, self.identity, self.endpoint, self.charge,
                                         self.options.spend_limit(), per_loop(_uncertain),
                                         undo=lambda claimed: claimed is None and book.release(self.identity))
@@ -263,13 +158,13 @@ class Job:
                 return None
             if entry.state == UNCERTAIN:  # this prompt's (or a dead process's) submit may have reached fal
                 raise RequestFailed(entry.detail)
-            if entry.state == "completed":
+            if entry.state == COMPLETED:
                 kept = await self._reuse(entry)
                 if kept is not None:
                     return kept
                 await book.call(book.forget, self.identity)
                 continue
-            if entry.state == "submitted":
+            if entry.state == SUBMITTED:
                 self._say("Resuming the request sent earlier (no new charge)")
                 log.info("%s: resuming request %s", self.endpoint, entry.request_id)
                 try:
@@ -280,20 +175,19 @@ class Job:
                     await book.call(book.forget, self.identity)
                     continue
             if entry.owner == OWNER:
-                await self._sleep(INTERRUPT_CHECK)  # another task of ours is submitting it
+                await sleep(waiting.INTERRUPT_CHECK)  # another task of ours is submitting it
             else:
                 self._say("Waiting: another ComfyUI process is submitting the same request")
-                await self._sleep(OTHER_OWNER_CHECK)
+                await sleep(OTHER_OWNER_CHECK)
 
     async def _submit(self) -> str:
         """Upload the inputs and submit; return fal's request id, recorded in the journal. From
-        the moment fal may have the request it is never lost: followed, cancelled, or recorded."""
+        the moment fal may have the request it is never lost: followed, cancelled, or booked."""
         book = journal()
         try:
-            # The claim reserved the estimate before any upload or submit.
-            arguments = await self._resolve_uploads(self.request)
-            await self._interruptible(SLOTS.take(self, self.options.max_concurrent_requests,
-                                                 lambda *state: self._say(waiting_text(*state))))
+            arguments = await uploads.resolve(self.request, self.gateway, self.endpoint, self._say)
+            await interruptible(SLOTS.take(self, self.options.max_concurrent_requests,
+                                           lambda *state: self._say(waiting_text(*state))))
             self._say("Submitting")
             # From here a crash leaves a claim that may be on fal: the next run says so instead of resending.
             await book.call(book.sending, self.identity)
@@ -301,22 +195,17 @@ class Job:
             request_id, cancelled = await finish(self.gateway.submit(self.endpoint, arguments))
         except BaseException as exc:
             status = http_status(exc)
-            if isinstance(exc, SubmitUncertain) or (status is not None and status >= 500):
-                # fal may have taken it: counted as possibly billed, never resent silently.
-                reason = exc if isinstance(exc, SubmitUncertain) else (
+            if isinstance(exc, SubmitUncertain) or ((status or 0) >= 500 and not getattr(exc, "not_taken", False)):
+                why = exc if isinstance(exc, SubmitUncertain) else (
                     f"fal.ai answered the submit with HTTP {status}, which does not show whether it took the request")
-                message = (f"{self.endpoint}: {reason}, so it may or may not be running (and billed) on fal. "
-                           f"{ledger.possibly_billed(self._estimate())} It was not resent automatically; check "
-                           "your requests at https://fal.ai/dashboard and run the node again to submit anew.")
-                await self._book(book.uncertain, self.identity, str(reason), message, per_loop(_uncertain),
-                                 paid=True)
-                raise RequestFailed(message) from None
+                raise await self._possibly_billed(f"{why}, so it may or may not be running (and billed) on fal",
+                                                  str(why)) from None
             await self._book(book.release, self.identity, wait=RELEASE_WAIT)
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set(), submitting=True) from None
             raise
         log.info("%s: submitted request %s", self.endpoint, request_id)
-        self._grace = UNKNOWN_GRACE
+        self._grace = waiting.UNKNOWN_GRACE
         try:
             # Paid from now on: written whatever happens, even if another program holds the journal's lock.
             await self._book(book.submitted, self.identity, request_id, paid=True)
@@ -330,38 +219,13 @@ class Job:
             raise asyncio.CancelledError
         return request_id
 
-    async def _resolve_uploads(self, value):
-        if isinstance(value, Upload):
-            # One upload per content even when several takes need the same clip at once.
-            async with _upload_lock(value.content_hash):
-                book = journal()
-                url = await book.call(book.upload_url, value.content_hash)
-                if url is None and value.origin is not None:  # fal's own copy of this very file
-                    url = await reuse.still_served(value.origin, self.gateway.probe)
-                    if url is None:
-                        value.data, value.content_type, value.file_name = await asyncio.to_thread(
-                            value.origin.original, audio_io.encode_wav)
-                if url is None:
-                    comfy.throw_if_interrupted()
-                    what = f"uploading input {value.kind}"
-                    self._say(what.capitalize())
-                    url = await self._retrying(what, lambda: self.gateway.upload(
-                        value.data, value.content_type, value.file_name))
-                    await book.call(book.remember_upload, value.content_hash, url)
-            return url
-        if isinstance(value, dict):
-            return {k: await self._resolve_uploads(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [await self._resolve_uploads(v) for v in value]
-        return value
-
     async def _reuse(self, entry) -> Optional[JobResult]:
         """The kept result of an earlier request; None only if a kept file was deleted and fal
         confirms its own copy is gone (404/410). Any other trouble (a 5xx, a drop, Cancel) raises
         and leaves the entry as it is: the next run tries again without paying."""
         kept = {name: Path(path) for name, path in (entry.files or {}).items()}
         try:
-            files = await self._keep(entry.response, entry.request_id, kept)
+            files = await self.keeper.keep(entry.response, entry.request_id, kept)
         except FileExpired:
             log.warning("%s: kept result of request %s was deleted and fal's copy has expired; paying for a new take",
                         self.endpoint, entry.request_id)
@@ -372,12 +236,14 @@ class Job:
         self._say("Reused the kept result (no new charge)")
         await self._book(journal().reused, self.identity, self.endpoint, entry.request_id)
         self.cost = 0.0
-        return JobResult.of(entry.response, files, await self._decode(files, self.locate(entry.response)),
-                            entry.request_id, reused=True)
+        return JobResult.of(entry.response, files, await self.keeper.decode(files, entry.response), entry.request_id,
+                            reused=True)
 
     async def _follow(self, request_id: str) -> JobResult:
+        """Follow the request until fal completes it, fetch its result, keep and decode its files."""
         try:
-            await self._wait(request_id)
+            done = await Follow(self.gateway, self.endpoint, request_id, self._grace).until_done(
+                self.options, self.started, self._say, self.progress, lambda why: self._cancel(request_id, why))
         except BaseException as exc:
             if comfy.is_interrupt(exc) or isinstance(exc, asyncio.CancelledError):
                 await self._cancel(request_id, "cancelled by the user")
@@ -387,27 +253,28 @@ class Job:
                     raise UnknownRequest(request_id) from None
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
             raise
+        if done.error:
+            await self._book(journal().failed, self.identity, done.error, paid=True)
+            raise RequestFailed(f"{self.endpoint} failed on fal.ai: {done.error}")
         SLOTS.release(self)  # done on fal: the next request may go while this one's result is fetched and kept
         try:
-            response = await self._retrying("fetching the result",
-                                            lambda: self.gateway.result(self.endpoint, request_id), server_errors=True)
+            response = await retried(f"{self.endpoint}: fetching the result",
+                                     lambda: self.gateway.result(self.endpoint, request_id), server_errors=True)
         except Exception as exc:
             if comfy.is_interrupt(exc):
                 raise  # the request is done and paid for: the journal keeps it for the next run
-            status = http_status(exc)
-            if status is not None and status < 500:
-                # fal says the request itself failed
+            if (http_status(exc) or 500) < 500:  # fal says the request itself failed
                 await self._book(journal().failed, self.identity, str(exc), paid=True)
                 raise errors.from_fal(self.endpoint, exc) from None
             raise RequestFailed(
                 f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
                 f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
             ) from None
-        files = await self._keep(response, request_id)
-        if not all(getattr(self._streams.get(name), "ready", False) for name in files):
-            self._say("Decoding")  # not said when every file was decoded while it downloaded
+        files = await self.keeper.keep(response, request_id)
+        if not self.keeper.decoded_while_downloading(files):
+            self._say("Decoding")
         # The decode starts in worker threads while the journal records the result (no wait in between).
-        decoding = asyncio.ensure_future(self._decode(files, self.locate(response)))
+        decoding = asyncio.ensure_future(self.keeper.decode(files, response))
         try:
             await self._book(journal().completed, self.identity, response, files, paid=True)
         except BaseException:
@@ -420,124 +287,11 @@ class Job:
             self.booked = self.booked._replace(cost=self.cost)
         return result
 
-    async def _watch(self, request_id: str, updates: asyncio.Queue) -> None:
-        """Feed status updates into `updates`: from fal's event stream, or by polling if the
-        stream is unavailable or breaks. An error is put in the queue for the waiter to raise."""
-        import fal_client
-
-        try:
-            try:
-                async for status in self.gateway.status_events(self.endpoint, request_id):
-                    await updates.put(status)
-                    if isinstance(status, fal_client.Completed):
-                        return
-            except Exception as exc:  # noqa: BLE001 - polling below is the fallback
-                if http_status(exc) == 404:
-                    await updates.put(await self._after_404(request_id, exc))
-                log.debug("%s: status stream unavailable (%s); polling", self.endpoint, type(exc).__name__)
-            interval = POLL_FIRST
-            while True:
-                status = await self._status(request_id)
-                await updates.put(status)
-                if isinstance(status, fal_client.Completed):
-                    return
-                await asyncio.sleep(interval)
-                interval = min(interval * 1.5, POLL_MAX)
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-            await updates.put(exc)
-
-    async def _status(self, request_id: str):
-        try:
-            return await self._retrying("checking the status", lambda: self.gateway.status(self.endpoint, request_id),
-                                        server_errors=True)
-        except Exception as exc:  # noqa: BLE001 - a 404 is asked again just below; the rest raise
-            if http_status(exc) != 404:
-                raise
-            return await self._after_404(request_id, exc)
-
-    async def _after_404(self, request_id: str, exc: Exception):
-        """fal may briefly not know a request it has just accepted: ask again, with backoff, for the
-        grace time; raise the 404 if it stays unknown."""
-        deadline, pause = time.monotonic() + self._grace, 0.25
-        while time.monotonic() < deadline:
-            await self._sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
-            pause *= 2
-            try:
-                return await self._retrying("checking the status",
-                                            lambda: self.gateway.status(self.endpoint, request_id), server_errors=True)
-            except Exception as again:  # noqa: BLE001 - another 404: ask again until the deadline
-                if http_status(again) != 404:
-                    raise
-                log.info("%s: fal does not know request %s yet; asking again", self.endpoint, request_id)
-        raise exc
-
-    async def _wait(self, request_id: str) -> None:
-        """Wait for COMPLETED, showing progress, noticing Cancel, enforcing both timeouts."""
-        import fal_client
-
-        updates: asyncio.Queue = asyncio.Queue()
-        watcher = asyncio.ensure_future(self._watch(request_id, updates))
-        queued_since = last_update = time.monotonic()
-        status = None
-        try:
-            while True:
-                try:
-                    update = await asyncio.wait_for(updates.get(), INTERRUPT_CHECK)
-                except asyncio.TimeoutError:
-                    update = None
-                comfy.throw_if_interrupted()
-                if update is None and time.monotonic() - last_update > QUIET_POLL:
-                    # A stream that has gone quiet (or a proxy that buffers it) must not hide
-                    # completion: ask directly now and then.
-                    update = await self._status(request_id)
-                if isinstance(update, BaseException):
-                    raise update
-                if update is not None:
-                    status, last_update = update, time.monotonic()
-                elapsed = time.monotonic() - self.started
-                if isinstance(status, fal_client.Queued):
-                    waited = time.monotonic() - queued_since
-                    self._say(f"In queue (position {status.position}), {waited:.0f} s")
-                    self.progress.update(5)
-                    if waited > self.options.queue_timeout:
-                        outcome = await self._cancel(request_id, "queue timeout")
-                        raise TimeoutExpired(
-                            f"{self.endpoint}: no fal runner picked the request up within the queue timeout of "
-                            f"{self.options.queue_timeout:g} s (often: the account is out of credits, or the model "
-                            f"is busy). {outcome} Raise 'queue_timeout' on the fal Client node to wait longer.")
-                elif isinstance(status, fal_client.InProgress):
-                    last_log = next((plain(entry["message"]) for entry in reversed(status.logs or [])
-                                     if isinstance(entry, dict) and entry.get("message")), "")
-                    self._say(f"Running, {elapsed:.0f} s" + (f": {last_log}" if last_log else ""))
-                    self.progress.update(50)
-                elif isinstance(status, fal_client.Completed):
-                    if status.error:
-                        await self._book(journal().failed, self.identity, status.error, paid=True)
-                        raise RequestFailed(f"{self.endpoint} failed on fal.ai: {status.error}")
-                    self.progress.update(90)
-                    return
-                if elapsed > self.options.overall_timeout:
-                    if not isinstance(status, fal_client.InProgress):
-                        outcome = await self._cancel(request_id, "overall timeout")
-                        raise TimeoutExpired(
-                            f"{self.endpoint}: the overall timeout of {self.options.overall_timeout:g} s passed "
-                            f"while the request was still queued. {outcome}")
-                    raise TimeoutExpired(
-                        f"{self.endpoint}: the overall timeout of {self.options.overall_timeout:g} s passed while "
-                        f"the request was running. It was left running on fal (request {request_id}); run the node "
-                        "again with the same inputs to pick up its result without a new charge.")
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-
     async def _cancel(self, request_id: str, why: str) -> str:
-        """Tell fal to stop (and stop billing). Shielded: runs even while we are being cancelled.
-        Returns what happened, as a sentence for the user.
-
-        Only a confirmed cancel retires the journal entry. If fal answers that the request
-        already completed (or the answer is lost), it may be paid for: the entry stays
-        'submitted' so the next run with the same inputs fetches the result for free.
-        """
+        """Tell fal to stop (and stop billing), even while we are being cancelled; returns what happened,
+        as a sentence for the user. Only a confirmed cancel retires the journal entry: if fal answers that
+        the request already completed (or the answer is lost), the entry stays 'submitted' so the next run
+        with the same inputs fetches the result for free."""
         self._say(f"Cancelling ({why})")
         try:
             await asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)), CANCEL_TIMEOUT)
@@ -551,74 +305,3 @@ class Job:
         await self._book(journal().failed, self.identity, why, paid=True, wait=RELEASE_WAIT)
         log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
         return f"Request {request_id} was cancelled on fal."
-
-    async def _keep(self, response: dict, request_id: str, kept: Optional[Dict[str, Path]] = None) -> Dict[str, Path]:
-        """Every file the node keeps from the response, on disk: those already kept, the rest downloaded."""
-        try:
-            urls = self.locate(response)
-        except ValueError as exc:
-            raise RequestFailed(f"{self.endpoint}: {exc}; got fields {sorted(response)}") from None
-        files = {}
-        for name, url in urls.items():
-            path = (kept or {}).get(name)
-            if path is not None and path.is_file():
-                files[name] = path
-                continue
-            # A result the pack decodes itself is decoded while it downloads (media.wavstream).
-            self._streams[name] = stream = WavStream() if self.decode_file is audio_io.decode else None
-            try:
-                files[name] = await self._download(url, request_id, name, len(urls), stream)
-            except BaseException:
-                self._streams.pop(name, None)  # its half-filled waveform is not kept alive by an error
-                raise
-        return files
-
-    async def _download(self, url: str, request_id: str, name: str, count: int, stream=None) -> Path:
-        destination = self.options.output_path() / _file_name(self.endpoint, request_id, name, url)
-        what = f"Downloading {name}" if count > 1 else "Downloading"
-        self._say(what)
-
-        def report(done: int, total: Optional[int]) -> None:
-            if total:
-                self._say(f"{what} {done * 100 // total}%")
-
-        try:
-            kept = await self._interruptible(self.gateway.download(url, destination, report, stream))
-            reuse.served(url)
-            return kept
-        except Exception as exc:  # noqa: BLE001 - turned into a specific message
-            if comfy.is_interrupt(exc):
-                raise
-            if isinstance(exc, NotDownloadable):
-                raise RequestFailed(
-                    f"{self.endpoint}: the result of request {request_id} cannot be kept: {exc}. The request is "
-                    "paid for and stays in the journal; change the seed for a new (paid) take.") from None
-            # 404/410: fal's copy is gone for good (what a re-run of a deleted kept file must know).
-            failure = FileExpired if http_status(exc) in (404, 410) else RequestFailed
-            raise failure(
-                f"{self.endpoint}: the result of request {request_id} could not be downloaded "
-                f"({type(exc).__name__}: {exc}). Run the node again to retry the download (no new charge)."
-            ) from None
-
-    async def _decode(self, files: Dict[str, Path], urls: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
-        """Decode every kept file, in worker threads: other nodes' and takes' downloads go on meanwhile."""
-        async def one(name: str, path: Path) -> dict:
-            stream = self._streams.pop(name, None)
-            decode = self.decode_file if stream is None else (
-                lambda kept: stream.result(kept) or self.decode_file(kept))  # the file only if the stream fell short
-            try:
-                url = (urls or {}).get(name) if self.decode_file is audio_io.decode else None
-                return await asyncio.to_thread(reuse.decode, decode, path, url, stream and stream.file_hash(path))
-            except DecodeLimitExceeded as exc:
-                what = "file" if len(files) == 1 else f"'{name}' file"
-                raise RequestFailed(f"{self.endpoint}: the returned {what} was not decoded: {exc}. It is kept at "
-                                    f"{path}.") from None
-            except DecodeError as exc:
-                what = "file" if len(files) == 1 else f"'{name}' file"
-                raise RequestFailed(
-                    f"{self.endpoint}: the returned {what} could not be decoded as audio ({exc}). "
-                    f"It is kept at {path}."
-                ) from None
-
-        decoded = await asyncio.gather(*(one(name, path) for name, path in files.items()))
-        return dict(zip(files, decoded))

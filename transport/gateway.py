@@ -21,6 +21,7 @@ from ..core.aio import per_loop
 from ..core.log import get_logger, guard_third_party_loggers
 from ..core.tls import ssl_context
 from ..media.data_uri import decode_data_uri
+from . import retry
 
 log = get_logger("gateway")
 
@@ -267,29 +268,29 @@ class Gateway:
         from fal_client.client import QUEUE_URL_FORMAT
 
         http = _http(self.key)
-        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+
+        async def send() -> str:
             try:
                 response = await http.post(QUEUE_URL_FORMAT + endpoint, json=arguments)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
-                if attempt == SUBMIT_ATTEMPTS:
-                    raise
-                log.warning("%s: could not connect to submit (%s); retrying", endpoint, type(exc).__name__)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError):
+                raise  # never sent: retried
             except httpx.TransportError as exc:
                 raise SubmitUncertain(
                     f"the connection to fal.ai broke right after the request was sent ({type(exc).__name__})") from None
-            else:
-                if response.is_success:
-                    request_id = response.json().get("request_id")
-                    if not valid_request_id(request_id):
-                        raise SubmitUncertain(
-                            f"fal.ai answered with a request id the pack does not accept ({str(request_id)[:80]!r}), "
-                            "so it was not followed")
-                    return request_id
-                if not _not_accepted(response) or attempt == SUBMIT_ATTEMPTS:
-                    raise HTTPError.from_response(response)
-                log.warning("%s: fal answered %s to the submit; retrying", endpoint, response.status_code)
-            await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 8.0))
-        raise AssertionError("unreachable")
+            if not response.is_success:
+                error = HTTPError.from_response(response)
+                error.not_taken = _not_accepted(response)  # retried only then
+                raise error
+            request_id = response.json().get("request_id")
+            if not valid_request_id(request_id):
+                raise SubmitUncertain(
+                    f"fal.ai answered with a request id the pack does not accept ({str(request_id)[:80]!r}), "
+                    "so it was not followed")
+            return request_id
+
+        return await retry.retrying(
+            send, lambda exc: isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError))
+            or getattr(exc, "not_taken", False), f"{endpoint}: submit", SUBMIT_ATTEMPTS, 0.25, 8.0)
 
     async def _handle(self, endpoint: str, request_id: str):
         return await _client(self.key).get_handle(endpoint, request_id)
@@ -373,7 +374,7 @@ async def _fetch(url: str, partial: Path, on_progress, stream=None) -> None:
     `stream` is told where each response starts and fed every block written."""
     import httpx
 
-    attempt = 0
+    attempt = 1
     http = _http()
     while True:
         have = partial.stat().st_size if partial.exists() else 0
@@ -407,8 +408,7 @@ async def _fetch(url: str, partial: Path, on_progress, stream=None) -> None:
         except (httpx.TransportError, httpx.StreamError, HTTPError) as exc:
             # Drops and the file host's own trouble (5xx, 429) pass; any other answer is final.
             status = http_status(exc)
-            attempt += 1
-            if attempt > TRANSIENT_RETRIES or (status is not None and status < 500 and status != 429):
+            if status is not None and status < 500 and status != 429:
                 raise
-            log.warning("Download of a result file failed (%s); retrying", status or type(exc).__name__)
-            await asyncio.sleep(min(DOWNLOAD_BACKOFF * 2 ** attempt, 5.0))
+            attempt = await retry.again(exc, attempt, TRANSIENT_RETRIES + 1, DOWNLOAD_BACKOFF, 5.0,
+                                        "Download of a result file")

@@ -17,8 +17,6 @@ import threading
 from collections import deque
 from typing import Callable, Optional
 
-DEFAULT_CAP = 16
-
 
 class _Waiter:
     __slots__ = ("loop", "future", "cap", "granted")

@@ -211,7 +211,7 @@ def test_a_brief_404_of_the_status_after_the_submit_is_waited_out(fal, nodes, sh
 
 
 def test_a_lasting_404_is_cancelled_and_booked_as_possibly_billed(fal, nodes, short_file, comfy, monkeypatch):
-    monkeypatch.setattr(pack_module("jobs.job"), "UNKNOWN_GRACE", 0.5, raising=False)
+    monkeypatch.setattr(pack_module("jobs.waiting"), "UNKNOWN_GRACE", 0.5)
     fal.set_timing("fal-ai/lyria2", run_seconds=30.0)
     fal.fault("GET", STATUS, status=404, body={"detail": "Request not found"}, times=-1)
     started = time.monotonic()

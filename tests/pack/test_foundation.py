@@ -176,8 +176,7 @@ def test_broken_status_stream_falls_back_to_polling(fal, nodes):
 
 def test_a_silent_status_stream_cannot_hide_completion(fal, nodes, monkeypatch):
     """A proxy that buffers the event stream: the job still finishes, via a direct status check."""
-    job = pack_module("jobs.job")
-    monkeypatch.setattr(job, "QUIET_POLL", 0.5)
+    monkeypatch.setattr(pack_module("jobs.waiting"), "QUIET_POLL", 0.5)
     fal.fault("GET", r"/status/stream$", delay=30)  # the stream never says anything
     fal.set_timing("fal-ai/lyria2", run_seconds=0.2)
     fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=0.5))
