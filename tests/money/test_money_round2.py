@@ -121,6 +121,35 @@ def test_a_process_that_died_mid_submit_is_not_resent_silently(fal, nodes, short
     assert spend_report(nodes)[1] == pytest.approx(0.20)
 
 
+def test_twins_of_one_prompt_both_stop_at_a_dead_claim_that_was_sent(fal, nodes, short_file, comfy):
+    """The claim step itself holds the message for the prompt: the twin that claims right after the
+    first one found the dead claim does not take it over and submit."""
+    import asyncio
+
+    node = nodes[LYRIA]
+    inputs = defaults(node, prompt="twins at a dead claim")
+    job_module = pack_module("jobs.job")
+    planned = node().requests(inputs)
+    identity = job_module.Job(node.ENDPOINT, planned[0][0], pack_module("jobs.options").CallOptions(), None,
+                              take_key=planned[0][1]).identity
+    book = pack_module("money.journal").current()
+    assert book.claim(identity, node.ENDPOINT) is None
+    book.sending(identity)
+    dead = "v2|another-machine|4242|1234|abcd1234"
+    with sqlite3.connect(journal_path(comfy)) as db:
+        db.execute("UPDATE requests SET owner=?, lease=? WHERE identity=?", (dead, time.time() - 1, identity))
+        db.execute("UPDATE ledger SET estimate_usd=0.1 WHERE identity=?", (identity,))
+
+    async def prompt():
+        return await asyncio.gather(node().generate(**inputs), node().generate(**inputs), return_exceptions=True)
+
+    results = asyncio.run(prompt())
+    assert all("an earlier run may have been billed" in str(r) for r in results), results
+    assert submits(fal) == [] and spend_report(nodes)[1] == pytest.approx(0.10)
+    (audio,) = run_node(node, **inputs)  # a new prompt submits anew
+    assert audio["waveform"].shape[-1] == 48000 and len(submits(fal)) == 1
+
+
 # --- case 3: a damaged journal does not reset today's spend ------------------------------------------
 
 def damage_the_requests_table(path):
