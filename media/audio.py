@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import List, Union
 
 from ..core.errors import invalid
-from . import wav
+from ..core.log import get_logger
+from . import containers, wav
 from .limits import MAX_DECODE_SAMPLES, MAX_DECODE_SECONDS, DecodeError, too_long
 from .reuse import stacked
 
@@ -52,10 +53,10 @@ def decode_av(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_S
     import numpy as np
     import torch
 
-    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
+    wrong = ""
     try:
-        # Tags are not what is decoded: one that is not UTF-8 (RIFF INFO is often Latin-1) must not fail the file.
-        with av.open(handle, options=_probe_options(source), metadata_errors="replace") as container:
+        handle, wrong = _av_input(source)
+        with _open(av, handle, source) as container:
             if not container.streams.audio:
                 raise DecodeError("the file has no audio stream")
             stream = container.streams.audio[0]
@@ -90,12 +91,35 @@ def decode_av(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_S
     except DecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
-        raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+        raise DecodeError(f"{type(exc).__name__}: {exc}" + (f"; {wrong}" if wrong else "")) from None
     if buffer.frames == 0:
         raise DecodeError("the file holds no audio samples")
     samples = buffer.finish()
     np.clip(samples, -1.0, 1.0, out=samples)
     return {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": int(rate)}
+
+
+def _open(av, handle, source):
+    # Tags are not what is decoded: one that is not UTF-8 (RIFF INFO is often Latin-1) must not fail the file.
+    return av.open(handle, options=_probe_options(source), metadata_errors="replace")
+
+
+def _av_input(source: Union[bytes, str, Path]) -> tuple:
+    """(what PyAV opens, what is wrong with the file or ""): the file, or a copy with the sizes and tags FFmpeg
+    would trust to allocate far more than the file holds made safe (media/containers.py)."""
+    reader = wav.open_reader(source)
+    try:
+        patches, wrong = containers.fixes(reader)
+    finally:
+        reader.close()
+    if not patches:
+        return (io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)), ""
+    data = bytearray(source) if isinstance(source, (bytes, bytearray)) else bytearray(Path(source).read_bytes())
+    for offset, replacement in patches:
+        data[offset:offset + len(replacement)] = replacement
+    if wrong:
+        get_logger("audio").warning("%s; read as if the chunk ended with the file", wrong)
+    return io.BytesIO(data), wrong
 
 
 def _stated_frames(container, stream, rate: int):

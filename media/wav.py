@@ -90,7 +90,7 @@ def decode(source: Union[bytes, bytearray, memoryview, str, Path], max_seconds: 
     Raises limits.DecodeLimitExceeded, before reading any sample, when the audio is longer than the limits;
     OSError when the file cannot be read.
     """
-    reader = _Bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else FileReader(source)
+    reader = open_reader(source)
     try:
         layout = parse(reader)
         if layout is None:
@@ -102,6 +102,11 @@ def decode(source: Union[bytes, bytearray, memoryview, str, Path], max_seconds: 
         return {"waveform": _convert(reader, layout), "sample_rate": layout.rate}
     finally:
         reader.close()
+
+
+def open_reader(source: Union[bytes, bytearray, memoryview, str, Path]):
+    """A reader (read(offset, count), size, close()) of bytes or of the file at a path."""
+    return _Bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else FileReader(source)
 
 
 def parse(reader) -> Optional[Layout]:
