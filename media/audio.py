@@ -23,6 +23,13 @@ ENCODE_BLOCK = 65536
 _GROWTH = 1.5
 
 
+# The demuxers PyAV may use (FFmpeg's names): containers that hold audio and read nothing but the file. Others
+# FFmpeg would probe open further files named inside (concat, HLS, DASH, image sequences: a 60-byte "ffconcat"
+# file read a local audio file through Load Audio from URL) or are a decoding surface the pack has no use for.
+FORMATS = ("wav,w64,mp3,flac,ogg,mov,matroska,aiff,caf,au,avi,aac,loas,ac3,eac3,dts,dtshd,truehd,mlp,amr,ape,wv,"
+           "mpc,mpc8,tta,tak,shn,asf,voc,mpegts,mpeg,flv")
+
+
 def decode(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_SECONDS,
            max_samples: int = MAX_DECODE_SAMPLES) -> dict:
     """Decode a whole audio file into a [1, C, T] AUDIO at the file's own rate, within the decode limits.
@@ -100,8 +107,13 @@ def decode_av(source: Union[bytes, str, Path], max_seconds: float = MAX_DECODE_S
 
 
 def _open(av, handle, source):
-    # Tags are not what is decoded: one that is not UTF-8 (RIFF INFO is often Latin-1) must not fail the file.
-    return av.open(handle, options=_probe_options(source), metadata_errors="replace")
+    try:
+        # Tags are not what is decoded: one that is not UTF-8 (RIFF INFO is often Latin-1) must not fail the file.
+        return av.open(handle, options={**_probe_options(source), "format_whitelist": FORMATS},
+                       metadata_errors="replace")
+    except av.error.ArgumentError:  # FFmpeg found a format outside FORMATS
+        raise DecodeError("it is in a format the pack does not read; it reads audio files such as WAV, MP3, FLAC, "
+                          "Ogg, Opus, MP4/M4A, AAC, WebM/Matroska, AIFF and CAF") from None
 
 
 def _av_input(source: Union[bytes, str, Path]) -> tuple:

@@ -7,7 +7,8 @@ applies: through Load Audio from URL with a short data: URI, or a fal result.
   frame that states 200 MB inflated: FFmpeg inflated it into a buffer that size (+0.6 GB). Such tags are skipped
   whole (the pack uses no tag).
 - An M4A with a 200 KB compressed movie header ('cmov') stating 200 MB: FFmpeg inflated it (+0.2 GB, more when
-  nested). Such headers are skipped (modern files have none)."""
+  nested). Such headers are skipped (modern files have none).
+- A 60-byte "ffconcat" file made FFmpeg read a local audio file named in it: only audio containers are opened."""
 
 import base64
 import functools
@@ -277,3 +278,24 @@ def test_a_riff_file_with_more_chunks_than_a_real_one_is_refused():
     with pytest.raises(audio.DecodeError, match="the file has more than 1000 chunks besides its samples"):
         audio.decode(file)
 
+
+FFCONCAT = b"ffconcat version 1.0\nfile 'private.wav'\n"
+NOT_READ = ("it is in a format the pack does not read; it reads audio files such as WAV, MP3, FLAC, Ogg, Opus, "
+            "MP4/M4A, AAC, WebM/Matroska, AIFF and CAF")
+
+
+def test_a_file_naming_other_files_is_not_followed(nodes, tmp_path, monkeypatch):
+    """FFmpeg's concat demuxer opened the files a tiny text file names, relative to ComfyUI's folder: Load Audio
+    from URL (or a fal result) returned a local file's audio."""
+    from support import run_node
+
+    (tmp_path / "private.wav").write_bytes(encode_sine(seconds=1.0, rate=8000, channels=1))
+    (tmp_path / "result.wav").write_bytes(FFCONCAT)
+    monkeypatch.chdir(tmp_path)
+    uri = "data:audio/wav;base64," + base64.b64encode(FFCONCAT).decode()
+    with pytest.raises(Exception) as caught:
+        run_node(nodes["FalAudioLoadURL"], url=uri, max_megabytes=1.0)
+    assert str(caught.value) == ("Load Audio from URL (fal Audio): a data: URI (audio/wav) is not an audio file that "
+                                 f"can be decoded ({NOT_READ}).")
+    with pytest.raises(audio.DecodeError, match="it is in a format the pack does not read"):
+        audio.decode(tmp_path / "result.wav")
