@@ -46,3 +46,19 @@ def redact(text) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def hidden_in(value) -> bool:
+    """Whether a registered secret is in any string of a parsed JSON value (its keys too), however nested."""
+    pending = [value]
+    while pending:  # a stack, not recursion: JSON may nest as deep as its parser allows
+        item = pending.pop()
+        if isinstance(item, str):
+            if redact(item) != item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

@@ -73,8 +73,9 @@ class FalAnyEndpoint(FalAudioNode):
         arguments = parse_object(text, self.DISPLAY_NAME, "arguments")
         # The key is never sent as an argument (nor echoed back in the outputs, see outputs()).
         secrets.register(credentials.resolve_key(getattr(inputs.get("fal_client"), "profile", "")))
-        self.check(secrets.redact(text) == text, "arguments", "contains your fal key; the key is sent only in the "
-                   "Authorization header, never as an argument. Remove it")
+        # Checked on the parsed values: a key written with JSON escapes ("\\u0066...") is the key once parsed.
+        self.check(not secrets.hidden_in(arguments), "arguments", "contains your fal key; the key is sent only in "
+                   "the Authorization header, never as an argument. Remove it")
         connected = [s for s in (*AUDIO_SOCKETS, IMAGE_SOCKET) if inputs.get(s) is not None]
         for socket in connected:
             name = fields[socket]

@@ -108,6 +108,29 @@ def test_the_key_is_never_an_argument(fal, node):
     assert fal.requests == []
 
 
+def escaped(text: str) -> str:
+    """Every character of `text` as a JSON \\u escape: the same string once parsed."""
+    return "".join(f"\\u{ord(c):04x}" for c in text)
+
+
+def test_the_key_is_found_in_the_parsed_arguments_however_it_is_written(fal, node):
+    """Issue 18 case 11: the check reads the parsed JSON, so escapes, nesting and field names cannot hide the key."""
+    key_id, secret = CANARY_KEY.split(":")
+    hidden = [
+        '{"api_key": "%s"}' % escaped(CANARY_KEY),
+        '{"a": [1, {"b": [null, "prefix %s suffix"]}]}' % escaped(secret),
+        '{"%s": true}' % escaped(key_id),
+        json.dumps({"deep": json.loads("[" * 500 + json.dumps(CANARY_KEY) + "]" * 500)}),
+    ]
+    for text in hidden:
+        with pytest.raises(Exception) as error:
+            call(node, endpoint="someone/app", arguments=text)
+        message = str(error.value)
+        assert "'arguments' contains your fal key" in message and message.endswith("Nothing was sent to fal.")
+        assert key_id not in message and secret not in message and escaped(secret) not in message
+    assert fal.requests == []
+
+
 def test_the_key_never_comes_out_in_the_response_json(fal, node):
     fal.set_handler("someone/echo", lambda p: {**fal.file_result(seconds=0.5, rate=8000, channels=1),
                                                "debug": f"Authorization: Key {CANARY_KEY}"})
