@@ -14,6 +14,9 @@ def parse_object(text: str, node: str, field: str) -> dict:
     except json.JSONDecodeError as exc:
         raise invalid(node, field, f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
                                    f"(character {exc.pos + 1})") from None
+    except RecursionError:
+        raise invalid(node, field, "nests arrays or objects deeper than the pack reads (Python's recursion limit, "
+                                   "about 1000 levels)") from None
     if not isinstance(value, dict):
         raise invalid(node, field, f"must be a JSON object ({{\"name\": value, ...}}), got a JSON "
                                    f"{_kind(value)}")

@@ -91,6 +91,7 @@ def test_fal_shaped_endpoint_ids_are_taken(fal, node, endpoint):
     ('["prompt", "x"]', "'arguments' must be a JSON object ({\"name\": value, ...}), got a JSON array"),
     ('"just text"', "got a JSON string"),
     ('{"seconds_total": Infinity}', "Infinity is not a JSON value"),
+    ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "'arguments' nests arrays or objects deeper than the pack reads"),
 ])
 def test_arguments_must_be_a_json_object(fal, node, text, message):
     with pytest.raises(Exception) as error:
