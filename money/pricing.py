@@ -3,7 +3,10 @@ dated table as the fallback, and estimates computed from a request's cost facts.
 
 Prices: GET https://api.fal.ai/v1/models/pricing?endpoint_id=a,b (1-50 ids per call,
 the user's key) answers {"prices": [{"endpoint_id", "unit_price", "unit", "currency"}],
-"next_cursor", "has_more"}. Answers are cached for 24 h in the pack's data folder. When
+"next_cursor", "has_more"}. Answers are cached for 24 h in the pack's data folder (at most
+MAX_CACHED endpoints). Ids the table does not list (an any-endpoint node's, whatever a graph
+names; jobs/spend.py lets only fal's endpoint-id shape through) are asked for at most
+NEW_IDS_PER_MINUTE a minute. When
 the API is unreachable, slow (a lookup never waits more than LOOKUP_BUDGET), refuses the
 key, answers garbage or does not list an endpoint, the row of data/prices.json is used
 and a log line says why. Every Price says where it came from.
@@ -14,6 +17,7 @@ unit turns them into units ("second", "minute", "10 seconds", "1000 characters",
 """
 
 import asyncio
+import collections
 import json
 import math
 import os
@@ -38,6 +42,12 @@ LOOKUP_BUDGET = 2.0
 # After the API failed (down, slow, key refused), runs use the table for this long before asking again.
 RETRY_AFTER = 600.0
 BATCH = 50  # ids per call, fal's limit
+# Endpoint ids the pack's table does not list (an any-endpoint node's, a graph's) are asked from fal at most this
+# many per minute: a flood of made-up ids never becomes a flood of calls to fal's pricing API (the rest are priced
+# from the table, i.e. unknown, until the next minute).
+NEW_IDS_PER_MINUTE = 100
+# Entries the price cache keeps at most (the table's endpoints first, then the most recently fetched).
+MAX_CACHED = 512
 
 # Units billed once per request (one generated clip, song, video, ...).
 PER_REQUEST = {"request", "audio", "generation", "video", "clip", "song", "output", "run", "unit", "image", "file"}
@@ -180,6 +190,7 @@ def table_price(endpoint: str) -> Price:
 # -- fal's pricing API and its cache -------------------------------------------------------
 
 _api_down_until = 0.0
+_new_ids_asked: collections.deque = collections.deque()  # (monotonic time, how many new ids were asked)
 
 
 def _cache_path() -> Path:
@@ -196,6 +207,10 @@ def _read_cache() -> dict:
 
 def _write_cache(cache: dict) -> None:
     path = _cache_path()
+    if len(cache) > MAX_CACHED:
+        known = table()
+        kept = sorted(cache, key=lambda e: (e in known, _fetched(cache[e])), reverse=True)[:MAX_CACHED]
+        cache = {endpoint: cache[endpoint] for endpoint in kept}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -262,7 +277,7 @@ async def lookup(endpoints: Iterable[str], key: Optional[str]) -> Dict[str, Pric
     stale = []
     for endpoint in wanted:
         row = cache.get(endpoint)
-        if isinstance(row, dict) and 0 <= now - float(row.get("fetched", 0)) < CACHE_SECONDS:
+        if isinstance(row, dict) and 0 <= now - _fetched(row) < CACHE_SECONDS:
             if row.get("missing"):
                 prices[endpoint] = table_price(endpoint)
             elif _valid_row({"endpoint_id": endpoint, **row}):
@@ -271,17 +286,18 @@ async def lookup(endpoints: Iterable[str], key: Optional[str]) -> Dict[str, Pric
                 stale.append(endpoint)
         else:
             stale.append(endpoint)
-    if stale and key and time.monotonic() >= _api_down_until:
+    asking = _within_new_id_budget(stale) if stale and key and time.monotonic() >= _api_down_until else []
+    if asking:
         try:
-            fetched = await asyncio.wait_for(_fetch(key, stale), LOOKUP_BUDGET)
+            fetched = await asyncio.wait_for(_fetch(key, asking), LOOKUP_BUDGET)
         except Exception as exc:  # noqa: BLE001 - any failure means: use the table
             _api_down_until = time.monotonic() + RETRY_AFTER
             why = ("no answer within %.0f s" % LOOKUP_BUDGET if isinstance(exc, asyncio.TimeoutError)
                    else str(exc) if isinstance(exc, PricingUnavailable) else type(exc).__name__)
             log.warning("fal's pricing API is not usable (%s); using the pack's price table for %s",
-                        secrets.redact(why), ", ".join(stale))
+                        secrets.redact(why), ", ".join(asking))
         else:
-            for endpoint in stale:
+            for endpoint in asking:
                 row = fetched.get(endpoint)
                 if row is None:
                     log.info("fal's pricing API does not list %s; using the pack's price table", endpoint)
@@ -297,16 +313,32 @@ async def lookup(endpoints: Iterable[str], key: Optional[str]) -> Dict[str, Pric
     return prices
 
 
+def _fetched(row) -> float:
+    try:
+        fetched = float(row.get("fetched", 0))
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
+    return fetched if math.isfinite(fetched) else 0.0
+
+
+def _within_new_id_budget(stale: list) -> list:
+    """The stale ids to ask fal for now: all the table's, and the others within NEW_IDS_PER_MINUTE."""
+    clock = time.monotonic()
+    while _new_ids_asked and clock - _new_ids_asked[0][0] >= 60.0:
+        _new_ids_asked.popleft()
+    left = NEW_IDS_PER_MINUTE - sum(count for _, count in _new_ids_asked)
+    known = table()
+    new = [endpoint for endpoint in stale if endpoint not in known]
+    asked = new[:max(0, left)]
+    if asked:
+        _new_ids_asked.append((clock, len(asked)))
+    if len(asked) < len(new):
+        log.info("%d endpoint ids unknown to the pack are priced as unknown for now: fal's pricing API is asked for "
+                 "at most %d new ids a minute", len(new) - len(asked), NEW_IDS_PER_MINUTE)
+    return [endpoint for endpoint in stale if endpoint in known] + asked
+
+
 def _api_price(endpoint: str, row: dict, source: str) -> Price:
     # fal's answer has no rounding rule; the table knows where fal bills started units.
     rounding = bool((table().get(endpoint) or {}).get("round_up"))
     return Price(endpoint, float(row["unit_price"]), str(row["unit"]), source, rounding)
-
-
-def cached_or_table(endpoint: str) -> Price:
-    """A price without any network call (for the editor's badge): the cache, else the table."""
-    row = _read_cache().get(endpoint)
-    if (isinstance(row, dict) and not row.get("missing") and 0 <= time.time() - float(row.get("fetched", 0))
-            < CACHE_SECONDS and _valid_row({"endpoint_id": endpoint, **row})):
-        return _api_price(endpoint, row, "fal API (cached)")
-    return table_price(endpoint)

@@ -138,9 +138,11 @@ def fal(emulator_session, monkeypatch, tmp_path, comfy):
     # The emulator plays fal's file hosts on 127.0.0.1, whose names do not resolve here: Load Audio from
     # URL may reach it. Tests of the network rules (test_netguard.py) unset this.
     monkeypatch.setenv("FAL_AUDIO_ALLOW_PRIVATE_URLS", "1")
-    # No pricing-API outage remembered from an earlier test (a refused key marks the API down for a while; the
-    # price cache itself lives in each test's data dir).
-    monkeypatch.setattr(pack_module("money.pricing"), "_api_down_until", 0.0)
+    # No pricing-API outage nor new-id budget remembered from an earlier test (a refused key marks the API down
+    # for a while; the price cache itself lives in each test's data dir).
+    pricing = pack_module("money.pricing")
+    monkeypatch.setattr(pricing, "_api_down_until", 0.0)
+    monkeypatch.setattr(pricing, "_new_ids_asked", type(pricing._new_ids_asked)())
     yield emulator_session
 
 
