@@ -1,5 +1,6 @@
 """Issue 9: installing the pack (requirements, registry metadata, minimum ComfyUI) and the test command."""
 
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,61 @@ def test_test_command_uses_a_project_local_venv_never_the_current_python():
 def test_ci_runs_exactly_the_readme_test_command():
     lines = (PACK_DIR / ".ci" / "run").read_text().strip().splitlines()
     assert lines[-1] == readme_commands()["Run the tests"]
+
+
+DOCS = sorted((PACK_DIR / "docs").glob("*.md"))
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_readme_is_a_short_page_for_users_without_history():
+    assert len(README.splitlines()) <= 220
+    # Hex words of 7+ characters are commit hashes, except the short fal request ids of the progress text examples.
+    hexes = re.findall(r"(?<!request )\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", README)
+    assert not hexes, f"commit hashes in the README: {hexes}"
+    assert not re.findall(r"(?i)\bissues? #?\d+|(?<![\w/&])#\d+\b", README), "an issue number"
+
+
+@pytest.mark.parametrize("page", [PACK_DIR / "README.md", PACK_DIR / "CHANGELOG.md", *DOCS], ids=lambda p: p.name)
+def test_every_local_link_and_picture_of_the_docs_exists(page):
+    targets = [t for t in LINK.findall(page.read_text(encoding="utf-8")) if "://" not in t]
+    missing = [t for t in targets if not (page.parent / t).exists()]
+    assert not missing, f"{page.name} links to files that do not exist: {missing}"
+
+
+def test_the_readme_links_every_docs_page():
+    linked = {t for t in LINK.findall(README) if t.startswith("docs/") and t.endswith(".md")}
+    assert linked == {f"docs/{page.name}" for page in DOCS}
+
+
+def test_docs_price_table_is_the_packs_table():
+    table = json.loads((PACK_DIR / "data" / "prices.json").read_text(encoding="utf-8"))
+    costs = (PACK_DIR / "docs" / "costs.md").read_text(encoding="utf-8")
+    assert f"checked on {table['checked']}" in costs
+    rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", costs, re.MULTILINE)
+    assert len(rows) >= 20
+    for endpoint, price, unit, confidence in rows:
+        row = table["prices"][endpoint]
+        assert price == ("–" if row["unit_price"] is None else f"${row['unit_price']:g}"), endpoint
+        assert unit == (row["unit"] or "–") + (" (each started unit)" if row.get("round_up") else ""), endpoint
+        assert confidence == row["confidence"], endpoint
+
+
+def test_docs_node_list_names_real_nodes_and_their_endpoints():
+    from support import load_pack
+
+    pack = load_pack()
+    nodes = {pack.NODE_DISPLAY_NAME_MAPPINGS[name]: cls for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    text = (PACK_DIR / "docs" / "nodes.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ([^|`]+?) \| (–|`[^`/]+/[^`]+`|any `[^`]+`) \| .+ \|$", text, re.MULTILINE)
+    assert len(rows) >= 30
+    for title, endpoint in rows:
+        matches = [cls for display, cls in nodes.items() if display in (title, f"{title} (fal)", f"{title} (fal Audio)")]
+        assert len(matches) == 1, f"docs/nodes.md names {title!r}, which is no node"
+        declared = getattr(matches[0], "ENDPOINT", None)
+        if endpoint.startswith("`"):
+            assert declared == endpoint.strip("`"), title
+        else:
+            assert not declared, title
 
 
 def test_requirements_list_what_the_pack_imports_and_never_torch():
