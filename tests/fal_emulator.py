@@ -969,8 +969,9 @@ class FalEmulator:
             if job is None or job.app_base != route[1]:
                 return _json_response(404, {"detail": "Request not found"})
             rid = {"x-fal-request-id": job.request_id}
-            if kind == "status":
-                return _json_response(200, job.status_payload(_truthy(query.get("logs"))), rid)
+            if kind == "status":  # fal's docs: 202 while the request is queued or in progress, 200 once complete
+                payload = job.status_payload(_truthy(query.get("logs")))
+                return _json_response(200 if payload["status"] == "COMPLETED" else 202, payload, rid)
             if kind == "result":
                 return self._result(job, rid)
             return self._cancel(job, rid)
@@ -1055,6 +1056,7 @@ class FalEmulator:
             return self._result_body(job, rid)
         queued = timing.stuck_in_queue or timing.queue_seconds > 0
         return _json_response(200, {
+            "status": "IN_QUEUE",  # fal's inference API docs: the submit answer has the status IN_QUEUE
             "request_id": request_id,
             "response_url": job.response_url,
             "status_url": job.response_url + "/status",
