@@ -10,7 +10,10 @@ fields out. A null status code or answer is one the documentation does not give:
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -135,8 +138,7 @@ KNOWN = {
 }
 
 
-def test_queue_flow_answers_like_fal(fal):
-    recording = fixture("queue_flow")
+def replay_queue_flow(fal, recording: dict) -> list:
     found = []
     waiting = exchange(recording, "status while waiting")["response"]["json"]["status"]
     early = submit(fal, recording, **timing_for(waiting)).json()["status_url"]
@@ -171,11 +173,10 @@ def test_queue_flow_answers_like_fal(fal):
                 "channels": int(audio["waveform"].shape[1])}
         found += [f"result file {key}: fal's is {value!r}, the emulator's {ours[key]!r}"
                   for key, value in decoded.items() if ours[key] != value]
-    assert found == KNOWN.get("queue_flow", []), "\n".join(found)
+    return found
 
 
-def test_a_cancel_answers_like_fal(fal):
-    recording = fixture("cancel")
+def replay_cancel(fal, recording: dict) -> list:
     cancel = exchange(recording, "cancel")["response"]
     # A request that ran before the cancel reached fal is answered ALREADY_COMPLETED: ask the emulator the same.
     done_first = (cancel or {}).get("json", {}).get("status") == "ALREADY_COMPLETED"
@@ -188,7 +189,7 @@ def test_a_cancel_answers_like_fal(fal):
     found += differences(recording, "status after cancel",
                          httpx.get(urls["status_url"], params={"logs": "1"}, headers=auth(fal)))
     found += differences(recording, "result after cancel", httpx.get(urls["response_url"], headers=auth(fal)))
-    assert found == KNOWN.get("cancel", []), "\n".join(found)
+    return found
 
 
 def text_form(text: str, endpoint: str) -> str:
@@ -199,8 +200,7 @@ def text_form(text: str, endpoint: str) -> str:
     return text
 
 
-def test_an_endpoint_fal_does_not_serve_answers_like_fal(fal):
-    recording = fixture("unknown_endpoint")
+def replay_unknown_endpoint(fal, recording: dict) -> list:
     request = exchange(recording, "submit")["request"]
     endpoint = request["url"].removeprefix("https://queue.fal.run/")
     fal.retire(endpoint)
@@ -211,11 +211,10 @@ def test_an_endpoint_fal_does_not_serve_answers_like_fal(fal):
         ours, theirs = text_form(str(response.json().get("detail")), endpoint), text_form(expected["detail"], endpoint)
         if ours != theirs:
             found.append(f"submit.detail: fal says {theirs!r}, the emulator {ours!r}")
-    assert found == KNOWN.get("unknown_endpoint", []), "\n".join(found)
+    return found
 
 
-def test_the_price_list_answers_like_fal(fal):
-    recording = fixture("pricing")
+def replay_pricing(fal, recording: dict) -> list:
     request = exchange(recording, "pricing")["request"]
     pages, params = [], dict(request["params"])
     while True:
@@ -232,12 +231,12 @@ def test_the_price_list_answers_like_fal(fal):
         if mine is not None and parse_unit(mine["unit"]) != parse_unit(row["unit"]):
             found.append(f"{row['endpoint_id']}: fal prices it per {row['unit']!r}, the emulator per {mine['unit']!r}")
         if mine is not None and mine["currency"] != row["currency"]:
-            found.append(f"{row['endpoint_id']}: fal prices it in {row['currency']}, the emulator in {mine['currency']}")
-    assert found == KNOWN.get("pricing", []), "\n".join(found)
+            found.append(f"{row['endpoint_id']}: fal prices it in {row['currency']}, "
+                         f"the emulator in {mine['currency']}")
+    return found
 
 
-def test_a_result_url_probe_answers_like_fal(fal):
-    recording = fixture("result_probe")
+def replay_result_probe(fal, recording: dict) -> list:
     expected = exchange(recording, "probe")["response"]
     url = fal.add_file(bytes(range(256)) * 64, "output.wav", "audio/wav")
     response = httpx.get(url, headers=exchange(recording, "probe")["request"]["headers"])
@@ -248,4 +247,37 @@ def test_a_result_url_probe_answers_like_fal(fal):
         found.append(f"probe: fal answers Content-Range {theirs!r}, the emulator {ours!r}")
     if len(response.content) != expected["body_length"]:
         found.append(f"probe: fal sends {expected['body_length']} byte(s), the emulator {len(response.content)}")
-    assert found == KNOWN.get("result_probe", []), "\n".join(found)
+    return found
+
+
+REPLAYS = {"queue_flow": replay_queue_flow, "cancel": replay_cancel, "unknown_endpoint": replay_unknown_endpoint,
+           "pricing": replay_pricing, "result_probe": replay_result_probe}
+
+
+@pytest.mark.parametrize("name", sorted(REPLAYS))
+def test_the_emulator_answers_like_fal(fal, name):
+    found = REPLAYS[name](fal, fixture(name))
+    assert found == KNOWN.get(name, []), "\n".join(found)
+
+
+def test_every_question_of_the_live_test_has_a_recording_and_a_replay():
+    assert sorted(path.stem for path in FIXTURES.glob("*.json")) == sorted(REPLAYS)
+
+
+def test_the_live_tests_record_what_the_replay_reads(fal, tmp_path):
+    """The live tests run against the emulator playing fal (a dry run, no key, no money): they pass, and what
+    they record replays against the emulator with no difference, compared both ways."""
+    fal.set_prices({**fal.prices, KOKORO: (0.02, "1000 characters")})
+    unknown = exchange(fixture("unknown_endpoint"), "submit")["request"]["url"]
+    fal.retire(unknown.removeprefix("https://queue.fal.run/"))
+    env = {**os.environ, **fal.client_env(), "FAL_AUDIO_LIVE_RECORDINGS": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "live", "tests/live"],
+                         cwd=FIXTURES.parent.parent.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and " passed" in run.stdout and "skipped" not in run.stdout, run.stdout + run.stderr
+    assert sorted(path.stem for path in tmp_path.glob("*.json")) == sorted(REPLAYS)
+    for name, replay in REPLAYS.items():
+        text = (tmp_path / f"{name}.json").read_text(encoding="utf-8")
+        recording = json.loads(text)
+        assert recording["recorded"] is True and fal.key not in text and fal.key.split(":")[1] not in text, name
+        assert replay(fal, recording) == [], name
+

@@ -92,7 +92,8 @@ def test_docs_node_list_names_real_nodes_and_their_endpoints():
     rows = re.findall(r"^\| ([^|`]+?) \| (–|`[^`/]+/[^`]+`|any `[^`]+`) \| .+ \|$", text, re.MULTILINE)
     assert len(rows) >= 30
     for title, endpoint in rows:
-        matches = [cls for display, cls in nodes.items() if display in (title, f"{title} (fal)", f"{title} (fal Audio)")]
+        names = (title, f"{title} (fal)", f"{title} (fal Audio)")
+        matches = [cls for display, cls in nodes.items() if display in names]
         assert len(matches) == 1, f"docs/nodes.md names {title!r}, which is no node"
         declared = getattr(matches[0], "ENDPOINT", None)
         if endpoint.startswith("`"):
