@@ -28,5 +28,5 @@ def live_key():
     from support import pack_module
 
     # Every string the tests write is scrubbed of the key, as the pack scrubs its own output.
-    pack_module("utils.secrets").register(LIVE_KEY)
+    pack_module("core.secrets").register(LIVE_KEY)
     return LIVE_KEY

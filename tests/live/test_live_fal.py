@@ -3,7 +3,7 @@
 It spends at most a few cents: Kokoro, fal's cheapest speech model, on a few words, three times (once through the
 pack, once by hand through fal's queue, once cancelled), under a $0.10 daily limit the pack itself enforces. Each
 test asserts what a user relies on and records what fal answered, scrubbed of the key, into
-tests/fixtures/live/<name>.json; tests/test_live_replay.py then checks the emulator answers the same way.
+tests/fixtures/live/<name>.json; tests/emulator/test_live_replay.py then checks the emulator answers the same way.
 """
 
 import asyncio
@@ -32,7 +32,7 @@ UNKNOWN = "fal-ai/fal-audio-no-such-model/v1"
 
 def record(name: str, question: str, exchanges: list) -> None:
     """Write what fal answered to tests/fixtures/live/<name>.json, every string scrubbed of the key."""
-    redact = pack_module("utils.secrets").redact
+    redact = pack_module("core.secrets").redact
     recording = {
         "question": question,
         "recorded": True,
@@ -76,7 +76,7 @@ def kokoro_price(fal_http):
     """fal's price of Kokoro; the paid tests are skipped when it would take a run past the budget."""
     row = next((row for row in fal_http.get(PRICING, params={"endpoint_id": KOKORO}).json().get("prices", [])
                 if row.get("endpoint_id") == KOKORO), None)
-    units = pack_module("utils.pricing").parse_unit(row and row.get("unit"))
+    units = pack_module("money.pricing").parse_unit(row and row.get("unit"))
     if row is not None and units is not None and units[0] == "character":
         # Three requests of at most 40 characters each.
         cost = 3 * 40 / units[1] * float(row["unit_price"])
@@ -122,7 +122,7 @@ def queue_flow(fal_http, kokoro_price):
     done = fal_http.get(urls["status_url"], params={"logs": "1"})
     result = fal_http.get(urls["response_url"])
     file = httpx.get(result.json()["audio"]["url"], timeout=60)
-    decoded = pack_module("utils.audio").decode(file.content)
+    decoded = pack_module("media.audio").decode(file.content)
     return {"submit": submitted, "waiting": waiting, "stream": stream, "events": events, "done": done,
             "result": result, "file": file, "decoded": decoded}
 
@@ -155,11 +155,11 @@ def test_the_queue_answers_submit_status_stream_and_result(queue_flow):
 def test_a_result_url_is_probed_as_chaining_probes_it(queue_flow):
     url = queue_flow["result"].json()["audio"]["url"]
     probe = httpx.get(url, headers={"Range": "bytes=0-0"}, timeout=30)
-    gateway = pack_module("utils.gateway").Gateway("")
-    reuse = pack_module("utils.reuse")
+    gateway = pack_module("transport.gateway").Gateway("")
+    reuse = pack_module("media.reuse")
     origin = reuse.Origin({"url": url, "path": "output.wav", "file_hash": ""}, {})
     assert asyncio.run(reuse.still_served(origin, gateway.probe)) == url
-    record("result_probe", "A result file's URL probed as chaining does (utils/reuse.py still_served -> "
+    record("result_probe", "A result file's URL probed as chaining does (media/reuse.py still_served -> "
            "Gateway.probe): GET with 'Range: bytes=0-0', without the fal key.", [{
                "name": "probe",
                "request": {"method": "GET", "url": url, "headers": {"Range": "bytes=0-0"}},
@@ -186,7 +186,7 @@ def test_a_queued_request_cancelled_and_what_fal_then_reports(fal_http, kokoro_p
 def test_an_endpoint_fal_does_not_serve(fal_http, live_key):
     response = fal_http.post(f"{QUEUE}/{UNKNOWN}", json={"prompt": "x"})
     assert response.status_code == 404, response.text
-    gateway = pack_module("utils.gateway")
+    gateway = pack_module("transport.gateway")
     with pytest.raises(gateway.HTTPError) as caught:
         asyncio.run(gateway.Gateway(live_key).submit(UNKNOWN, {"prompt": "x"}))
     assert caught.value.status_code == 404
@@ -199,7 +199,7 @@ def test_the_price_list_for_the_packs_endpoints(fal_http, nodes, comfy, live_key
     assert response.status_code == 200, response.text
     rows = response.json()["prices"]
     assert rows and all(set(row) >= {"endpoint_id", "unit_price", "unit", "currency"} for row in rows)
-    pricing = pack_module("utils.pricing")
+    pricing = pack_module("money.pricing")
     prices = asyncio.run(pricing.lookup(endpoints, live_key))
     for row in rows:
         if row["endpoint_id"] in endpoints and pricing.parse_unit(row["unit"]) is not None:

@@ -22,7 +22,7 @@ import pytest
 
 from support import pack_module
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "live"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "live"
 KOKORO = "fal-ai/kokoro/american-english"
 
 
@@ -168,7 +168,7 @@ def replay_queue_flow(fal, recording: dict) -> list:
     decoded = exchange(recording, "result")["response"].get("decoded")
     if decoded:  # what the result file is, once recorded: the emulator's Kokoro must make the same kind of file
         file = httpx.get(result.json()["audio"]["url"])
-        audio = pack_module("utils.audio").decode(file.content)
+        audio = pack_module("media.audio").decode(file.content)
         ours = {"content_type": file.headers.get("content-type"), "sample_rate": audio["sample_rate"],
                 "channels": int(audio["waveform"].shape[1])}
         found += [f"result file {key}: fal's is {value!r}, the emulator's {ours[key]!r}"
@@ -225,7 +225,7 @@ def replay_pricing(fal, recording: dict) -> list:
         params["cursor"] = cursor
     found = differences(recording, "pricing", pages[0])
     ours = {row["endpoint_id"]: row for page in pages for row in page.json()["prices"]}
-    parse_unit = pack_module("utils.pricing").parse_unit
+    parse_unit = pack_module("money.pricing").parse_unit
     for row in exchange(recording, "pricing")["response"]["json"]["prices"]:
         mine = ours.get(row["endpoint_id"])
         if mine is not None and parse_unit(mine["unit"]) != parse_unit(row["unit"]):
