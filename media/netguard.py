@@ -41,13 +41,52 @@ def private_allowed() -> bool:
     return os.environ.get(ALLOW_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def _embedded(ip):
+    """(form, [IPv4 addresses reached]) of an IPv6 address that embeds IPv4 ones; form None when it
+    embeds none, addresses None when where they sit cannot be told."""
+    import ipaddress
+
+    net, v4 = ipaddress.ip_network, lambda bits: ipaddress.IPv4Address(bits & 0xFFFFFFFF)
+    value = int(ip)
+    if ip.teredo:
+        return "Teredo", [ip.teredo[1], ip.teredo[0]]  # the client (where it leads), then the server
+    if ip.sixtofour:
+        return "6to4", [ip.sixtofour]
+    if ip in net("64:ff9b::/96"):
+        return "NAT64", [v4(value)]
+    if ip in net("64:ff9b:1::/48"):
+        return "local-use NAT64", None
+    if ip in net("::ffff:0:0:0/96"):
+        return "IPv4-translated", [v4(value)]
+    if ip in net("::/96") and value > 1:
+        return "IPv4-compatible", [v4(value)]
+    if (value >> 32) & 0xFDFFFFFF == 0x5EFE:  # interface identifier 0:5efe or 200:5efe
+        return "ISATAP", [v4(value)]
+    return None, None
+
+
 def refusal(address) -> Optional[str]:
-    """Why an address may not be reached (None: it is a public address)."""
+    """Why an address may not be reached (None: it is a public address). An IPv6 address that
+    embeds an IPv4 one (NAT64, 6to4, Teredo, ISATAP, IPv4-compatible or -translated) is judged by
+    the IPv4 address it reaches, an IPv4-mapped one is that IPv4 address."""
     import ipaddress
 
     ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip.version == 6:
+        form, reached = _embedded(ip)
+        article = "an" if form and form[0] in "AEIOU" else "a"
+        if form and reached is None:
+            return f"{article} {form} address, whose IPv4 address cannot be told"
+        for inner in reached or ():
+            reason = refusal(inner)
+            if reason:
+                return f"{article} {form} address of {inner}, {reason}"
+        if form == "Teredo":
+            return "a Teredo tunnel address"
+        if ip in ipaddress.ip_network("fec0::/10"):
+            return "a site-local address"
     if ip in {ipaddress.ip_address(a) for a in METADATA}:
         return "a cloud metadata address"
     if ip.is_loopback:

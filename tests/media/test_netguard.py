@@ -190,3 +190,58 @@ def test_an_upper_case_data_uri_that_is_a_page_is_refused(nodes):
     with pytest.raises(Exception) as caught:
         load(nodes, "DATA:TEXT/HTML;BASE64," + base64.b64encode(b"<html></html>").decode())
     assert str(caught.value) == f"{NAME}: the URL is a data: URI (text/html), not audio."
+
+
+# -- issue 18, case 8: IPv6 forms that embed an IPv4 address are judged by the address they reach -------------
+
+@pytest.mark.parametrize("address,reason", [
+    # NAT64, well-known prefix (RFC 6052): the IPv4 address is the last 32 bits.
+    ("64:ff9b::7f00:1", "a NAT64 address of 127.0.0.1, a loopback address"),
+    ("64:ff9b::a9fe:a9fe", "a NAT64 address of 169.254.169.254, a cloud metadata address"),
+    ("64:ff9b::c0a8:101", "a NAT64 address of 192.168.1.1, a private network address"),
+    ("64:ff9b::808:808", None),  # DNS64 on an IPv6-only network: a public IPv4 host
+    # NAT64, local-use prefix (RFC 8215): where the IPv4 address sits is the operator's choice.
+    ("64:ff9b:1::a00:1", "a local-use NAT64 address, whose IPv4 address cannot be told"),
+    ("64:ff9b:1:ffff::808:808", "a local-use NAT64 address, whose IPv4 address cannot be told"),
+    # 6to4: bits 16-48.
+    ("2002:7f00:1::1", "a 6to4 address of 127.0.0.1, a loopback address"),
+    ("2002:a00:1::", "a 6to4 address of 10.0.0.1, a private network address"),
+    ("2002:a9fe:a9fe::1", "a 6to4 address of 169.254.169.254, a cloud metadata address"),
+    ("2002:808:808::1", None),
+    # IPv4-compatible (deprecated ::/96) and IPv4-translated (::ffff:0:0:0/96).
+    ("::127.0.0.1", "an IPv4-compatible address of 127.0.0.1, a loopback address"),
+    ("::10.1.2.3", "an IPv4-compatible address of 10.1.2.3, a private network address"),
+    ("::8.8.8.8", None),
+    ("::ffff:0:7f00:1", "an IPv4-translated address of 127.0.0.1, a loopback address"),
+    ("::ffff:0:a9fe:a9fe", "an IPv4-translated address of 169.254.169.254, a cloud metadata address"),
+    # IPv4-mapped: the IPv4 address itself.
+    ("::ffff:127.0.0.1", "a loopback address"),
+    ("::ffff:169.254.169.254", "a cloud metadata address"),
+    ("::ffff:8.8.8.8", None),
+    # Site-local (deprecated, still routed inside some networks).
+    ("fec0::1", "a site-local address"),
+    ("feff:ffff::1", "a site-local address"),
+    # Teredo: the client address is stored inverted; refused whatever it reaches.
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "a Teredo address of 127.0.0.1, a loopback address"),
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "a Teredo address of 10.0.0.1, a private network address"),
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "a Teredo tunnel address"),
+    # ISATAP: the interface identifier 0:5efe (or 200:5efe) + the IPv4 address, behind any prefix.
+    ("2600::5efe:7f00:1", "an ISATAP address of 127.0.0.1, a loopback address"),
+    ("2600::200:5efe:a00:1", "an ISATAP address of 10.0.0.1, a private network address"),
+    ("2600::5efe:808:808", None),
+    # Plain IPv6, for contrast.
+    ("2606:4700::6810:85e5", None),
+    ("::1", "a loopback address"),
+    ("::", "an unspecified address (this machine)"),
+])
+def test_ipv6_forms_are_judged_by_the_ipv4_address_they_reach(address, reason):
+    assert pack_module("utils.netguard").refusal(address) == reason
+
+
+def test_a_host_whose_ipv6_address_embeds_a_loopback_address_is_refused(guarded, nodes):
+    guarded.answers["nat64.example"] = ["64:ff9b::7f00:1"]
+    message = refused(guarded, nodes, "https://nat64.example/a.wav")
+    assert message == (f"{NAME}: https://nat64.example/a.wav: nat64.example resolves to 64:ff9b::7f00:1, a NAT64 "
+                       f"address of 127.0.0.1, a loopback address. Load Audio from URL fetches only public addresses, "
+                       f"so that a shared workflow cannot reach into the server's network; {HINT}")
+    assert guarded.requests == []
