@@ -9,6 +9,7 @@ carry their tokens there, and messages end up in logs, screenshots and bug repor
 import logging
 import re
 import urllib.parse
+import zlib
 
 from ..core import comfy
 from ..core.errors import FalAudioError, invalid
@@ -148,20 +149,70 @@ def _check_http_url(url: str, node: str, field: str) -> None:
             from None
 
 
-async def _guard(request, url: str, node: str) -> None:
-    """Every request (the first and each redirect hop) may only go to public addresses."""
-    host = request.url.host
-    port = request.url.port or (443 if request.url.scheme == "https" else 80)
-    hop = str(request.url)
-    try:
-        await netguard.public_addresses(host, port)
-    except netguard.Blocked as exc:
-        via = (f"{display_url(url)} redirects to {display_url(hop)}, and " if hop != url else f"{display_url(url)}: ")
-        raise FetchFailed(f"{node}: {via}{exc}. Load Audio from URL fetches only public addresses, so that a shared "
-                          f"workflow cannot reach into the server's network; whoever runs the server can allow "
-                          f"private addresses with {netguard.ALLOW_ENV}=1.") from None
-    except netguard.Unresolvable as exc:
-        raise FetchFailed(f"{node}: could not download {display_url(hop)}: {exc}.") from None
+class Undecodable(Exception):
+    """An answer compressed in a way the pack does not decode, or damaged compressed data."""
+
+
+# Asked of every server outside fal: the file as it is, so that nothing inflates on the way in.
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+class _Inflate:
+    """Decode gzip or deflate in pieces of at most CHUNK bytes, never a whole decompressed buffer."""
+
+    def __init__(self, encoding: str):
+        self.encoding, self.raw_fallback = encoding, encoding == "deflate"
+        self.inflater = zlib.decompressobj(15 if encoding == "deflate" else 31)
+
+    def pieces(self, data: bytes):
+        while True:
+            try:
+                out = self.inflater.decompress(data, CHUNK)
+            except zlib.error as exc:
+                if self.raw_fallback:  # "deflate" sent without its zlib wrapper, as some servers do
+                    self.raw_fallback, self.inflater = False, zlib.decompressobj(-15)
+                    continue
+                raise Undecodable(f"sent damaged {self.encoding} data ({exc})") from None
+            self.raw_fallback = False
+            data = self.inflater.unconsumed_tail
+            if out:
+                yield out
+            elif not data:
+                return
+
+
+async def body(response, max_bytes: int, too_large):
+    """The bytes of a streamed httpx response as the server meant them, in pieces: decoded from
+    gzip or deflate if the server compressed them although identity was asked, a piece at a time;
+    `too_large()` is raised as soon as more than `max_bytes` came (decoded, or as sent)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        raise Undecodable(f"answered compressed with {encoding[:40]!r} although the file was asked for uncompressed; "
+                          "the pack decodes only gzip and deflate")
+    inflate = _Inflate(encoding) if encoding not in ("", "identity") else None
+    sent = decoded = 0
+    async for raw in response.aiter_raw(CHUNK):
+        sent += len(raw)
+        for piece in inflate.pieces(raw) if inflate else (raw,):
+            decoded += len(piece)
+            if max(sent, decoded) > max_bytes:
+                raise too_large()
+            yield piece
+        if inflate and inflate.inflater.eof:
+            return
+    if inflate:
+        raise Undecodable(f"sent {encoding} data that ends early")
+
+
+def _refused(node: str, url: str, exc: Exception) -> FetchFailed:
+    """The message for an address the guard refused (for the URL or a redirect hop) or a host not found."""
+    hop = exc.url or url
+    if isinstance(exc, netguard.Unresolvable):
+        return FetchFailed(f"{node}: could not download {display_url(hop)}: {exc}.")
+    via = f"{display_url(url)} redirects to {display_url(hop)}, and " if hop != url else f"{display_url(url)}: "
+    return FetchFailed(f"{node}: {via}{exc}. Load Audio from URL fetches only public addresses, so that a shared "
+                       f"workflow cannot reach into the server's network; whoever runs the server can allow private "
+                       f"addresses with {netguard.ALLOW_ENV}=1.")
 
 
 async def fetch(url: str, max_bytes: int, node: str, field: str = "url", transport=None) -> bytes:
@@ -187,21 +238,15 @@ async def fetch(url: str, max_bytes: int, node: str, field: str = "url", transpo
     import httpx
 
     _guard_httpx_logs()
-    hooks = {}
-    if not netguard.private_allowed():
-        async def guard(request):
-            await _guard(request, url, node)
-
-        hooks = {"request": [guard]}
     shown = display_url(url)
     limit = f"max_megabytes ({_megabytes(max_bytes)})"
     data = bytearray()
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True,
-                                     max_redirects=MAX_REDIRECTS, transport=transport, event_hooks=hooks) as http:
-            if hooks and transport is None:
-                netguard.pin(http)
-            async with http.stream("GET", url, headers={"Accept": "audio/*, video/*;q=0.8, */*;q=0.5"}) as response:
+                                     max_redirects=MAX_REDIRECTS, transport=transport) as http:
+            netguard.guard(http, pin_connections=transport is None)
+            headers = {"Accept": "audio/*, video/*;q=0.8, */*;q=0.5", **IDENTITY}
+            async with http.stream("GET", url, headers=headers) as response:
                 if response.status_code >= 400:
                     hint = ("Check the URL (links to files often expire)." if response.status_code < 500
                             else "The server failed; try again later.")
@@ -215,17 +260,15 @@ async def fetch(url: str, max_bytes: int, node: str, field: str = "url", transpo
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise FetchFailed(f"{node}: {shown} is {_megabytes(int(declared))}, more than {limit}. Nothing "
                                       "was downloaded; raise 'max_megabytes' to allow it.")
-                async for chunk in response.aiter_bytes(CHUNK):
+                too_large = lambda: FetchFailed(f"{node}: {shown} is larger than {limit}; the download was "  # noqa: E731
+                                                "stopped. Raise 'max_megabytes' to allow it.")
+                async for piece in body(response, max_bytes, too_large):
                     comfy.throw_if_interrupted()
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise FetchFailed(f"{node}: {shown} is larger than {limit}; the download was stopped. "
-                                          "Raise 'max_megabytes' to allow it.")
-    except netguard.Blocked as exc:  # found at connect time (the address changed since the check)
-        raise FetchFailed(f"{node}: {display_url(url)}: {exc}. Load Audio from URL fetches only public addresses; "
-                          f"whoever runs the server can allow private addresses with {netguard.ALLOW_ENV}=1.") from None
-    except netguard.Unresolvable as exc:
-        raise FetchFailed(f"{node}: could not download {shown}: {exc}.") from None
+                    data += piece
+    except (netguard.Blocked, netguard.Unresolvable) as exc:  # for a hop, or at connect time
+        raise _refused(node, url, exc) from None
+    except Undecodable as exc:
+        raise FetchFailed(f"{node}: {shown} {exc}.") from None
     except (httpx.InvalidURL, ValueError) as exc:  # e.g. a redirect to a malformed URL
         raise FetchFailed(f"{node}: could not download {shown}: invalid URL ({_scrub(str(exc), url)})") from None
     except httpx.HTTPError as exc:

@@ -26,12 +26,16 @@ METADATA = (
 class Blocked(Exception):
     """A host that resolves to an address Load Audio from URL must not reach."""
 
+    url = None  # the request (a redirect hop, maybe) it was found for, if found before connecting
+
     def __init__(self, host: str, address: str, reason: str):
         super().__init__(f"{host} resolves to {address}, {reason}")
         self.host, self.address, self.reason = host, address, reason
 
 
 class Unresolvable(Exception):
+    url = None
+
     def __init__(self, host: str, detail: str):
         super().__init__(f"{host} could not be resolved ({detail})")
         self.host = host
@@ -125,6 +129,24 @@ async def public_addresses(host: str, port: int) -> List[str]:
     return addresses
 
 
+def guard(client, pin_connections: bool = True) -> None:
+    """Hold an httpx client to public addresses (unless the operator allows private ones): a
+    request hook checks the first request and each redirect hop, and pin() checks each direct
+    connection's address. A Blocked or Unresolvable raised by the hook names the hop (`.url`)."""
+    async def check(request) -> None:
+        if private_allowed():
+            return
+        try:
+            await public_addresses(request.url.host, request.url.port or (443 if request.url.scheme == "https" else 80))
+        except (Blocked, Unresolvable) as exc:
+            exc.url = str(request.url)
+            raise
+
+    client.event_hooks["request"].append(check)
+    if pin_connections:
+        pin(client)
+
+
 def pin(client) -> None:
     """Make an httpx client's direct connections go only to the public address just checked.
 
@@ -137,8 +159,9 @@ def pin(client) -> None:
             self.inner = inner
 
         async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-            addresses = await public_addresses(host, port)
-            return await self.inner.connect_tcp(addresses[0], port, timeout=timeout, local_address=local_address,
+            if not private_allowed():
+                host = (await public_addresses(host, port))[0]
+            return await self.inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
                                                 socket_options=socket_options)
 
         async def connect_unix_socket(self, *args, **kwargs):  # pragma: no cover - never used for URLs
