@@ -1,4 +1,5 @@
-"""Which network addresses Load Audio from URL may reach: public ones only.
+"""Which network addresses Load Audio from URL (and result files from outside fal's own file
+hosts) may reach: public ones only.
 
 ComfyUI is often shared on a LAN, and a workflow someone shares can hold any URL: without
 this, "Load Audio from URL" would let it probe the server's own network (routers, admin
@@ -39,6 +40,22 @@ class Unresolvable(Exception):
     def __init__(self, host: str, detail: str):
         super().__init__(f"{host} could not be resolved ({detail})")
         self.host = host
+
+
+def fal_file(url: str) -> bool:
+    """Is `url` a file on fal's own file hosts: its CDN (fal.media and every subdomain, e.g.
+    v3.fal.media) or the storage bucket fal's older results are served from? Those are trusted
+    as fal itself is; a result file anywhere else is held to the rules here. Parsed as httpx
+    parses it for the request (so that no parser difference can pass another host off as fal's)."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    host = parsed.host.rstrip(".").lower()
+    return parsed.scheme == "https" and (host == "fal.media" or host.endswith(".fal.media") or (
+        host == "storage.googleapis.com" and parsed.raw_path.startswith(b"/falserverless/")))
 
 
 def private_allowed() -> bool:

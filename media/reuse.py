@@ -1,14 +1,18 @@
 """Zero-upload chaining: a fal result that reaches another fal node unchanged is sent by
 fal's own URL of the original file, with no encode and no upload.
 
-Every AUDIO decoded from a fal result carries where it came from under one extra key,
-`fal_origin`: a list with one entry per batch item (None where unknown), each plain data
-(str/int, so ComfyUI's caches, pickling and JSON all take it): fal's URL of the file, the
-kept copy on disk, the file's content hash, and the item's shape, rate and a content hash
-of its float32 samples. A node that changes the clip makes a new value; a node that hands
-on the same dict (or a copy of it) keeps the key, and the samples are hashed again before
-the URL is used, so a clip edited in place, trimmed, resampled or padded is uploaded as
-before. Any other node simply ignores the key.
+Every AUDIO decoded from a result file on fal's own file hosts (utils.netguard.fal_file;
+a file from anywhere else is uploaded when passed on, as any clip) carries where it came from
+under one extra key, `fal_origin`: a list with one entry per batch item (None where unknown),
+each plain data (str/int/None, so ComfyUI's caches, pickling and JSON all take it): fal's URL
+of the file, the kept copy on disk, the file's content hash, and the item's shape, rate and a
+content hash of its float32 samples. The URL is there only while the kept file is, hash for
+hash, the file the pack downloaded from fal in this process; otherwise (a kept file edited
+on disk, or kept by an earlier process) it is None and the kept file itself is uploaded.
+A node that changes the clip makes a new value; a node that hands on the same dict (or a
+copy of it) keeps the key, and the samples are hashed again before the URL is used, so a
+clip edited in place, trimmed, resampled or padded is uploaded as before. Any other node
+simply ignores the key.
 
 A URL is used as is while fal served it within TRUST_SECONDS (it was downloaded, or
 probed, in this process); otherwise one ranged GET of a single byte asks whether fal still
@@ -29,6 +33,8 @@ CONTENT_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".flac": "audio/flac
                  ".opus": "audio/opus", ".m4a": "audio/mp4", ".aac": "audio/aac", ".webm": "audio/webm"}
 
 _served: dict = {}  # URL -> time.monotonic() it was last seen served
+# Kept file path -> (fal's URL it was downloaded from, its content hash at its first decode; None before).
+_returned: dict = {}
 
 
 def content_hash(data) -> str:
@@ -73,13 +79,27 @@ def served(url: str) -> None:
     _served[url] = time.monotonic()
 
 
+def returned(path: Path, url: str) -> None:
+    """The pack just downloaded `url` into the kept file at `path`."""
+    from .netguard import fal_file
+
+    if fal_file(url):
+        _returned[str(path)] = (url, None)
+
+
 def decode(decode_file, path: Path, url: Optional[str], known_hash: Optional[str] = None) -> dict:
-    """decode_file(path), marked with its origin when it came from a fal URL (runs in a worker thread).
-    known_hash: the file's content hash if already known (hashed while it downloaded)."""
+    """decode_file(path), marked with its origin when it came from fal's own file hosts (runs in a
+    worker thread). known_hash: the file's content hash if already known (hashed while it downloaded)."""
+    from .netguard import fal_file
+
     audio = decode_file(path)
-    if url and url.startswith("https://") and audio["waveform"].shape[0] == 1:
+    if url and fal_file(url) and audio["waveform"].shape[0] == 1:
+        digest = known_hash or file_hash(Path(path))
+        record = _returned.get(str(path))
+        if record == (url, None):  # its first decode, right after the download
+            record = _returned[str(path)] = (url, digest)
         waveform = audio["waveform"][0]
-        audio[KEY] = [{"url": url, "path": str(path), "file_hash": known_hash or file_hash(Path(path)),
+        audio[KEY] = [{"url": url if record == (url, digest) else None, "path": str(path), "file_hash": digest,
                        "channels": int(waveform.shape[0]), "frames": int(waveform.shape[1]),
                        "sample_rate": int(audio["sample_rate"]), "samples_hash": samples_hash(waveform)}]
     return audio
@@ -154,7 +174,10 @@ def origin(clip: dict) -> Optional[Origin]:
 
 
 async def still_served(found: Origin, probe) -> Optional[str]:
-    """found.url if fal still serves it (seen within TRUST_SECONDS, else `probe(url)` says so), else None."""
+    """found.url if fal still serves it (seen within TRUST_SECONDS, else `probe(url)` says so), else None
+    (also when the clip has no URL: its kept file is not known to be the file fal returned)."""
+    if found.url is None:
+        return None
     seen = _served.get(found.url)
     if seen is not None and time.monotonic() - seen < TRUST_SECONDS:
         return found.url

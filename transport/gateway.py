@@ -20,6 +20,7 @@ from typing import Optional
 from ..core.aio import per_loop
 from ..core.log import get_logger, guard_third_party_loggers
 from ..core.tls import ssl_context
+from ..media import fetch, netguard, reuse
 from ..media.data_uri import decode_data_uri
 from . import retry
 
@@ -30,6 +31,9 @@ TRANSIENT_RETRIES = 4
 DOWNLOAD_CHUNK = 1 << 20
 # First pause before a failed download is tried again (doubling each time).
 DOWNLOAD_BACKOFF = 0.2
+# Largest result file taken from outside fal's file hosts: the longest audio the pack decodes (20 minutes
+# of 48 kHz stereo) is 461 MB as a 32-bit WAV.
+OUTSIDE_MAX_BYTES = 500_000_000
 # Download progress is reported at most this often: each report wakes the caller's event loop from
 # the network thread, and a wake per block (~1.5 ms each, the two threads trading the GIL) made a
 # 6 MB download a third slower; a short download reports nothing.
@@ -158,7 +162,8 @@ def _http(key: str = "", lane: str = ""):
     key "" = no Authorization header, for downloads: result URLs are public and may point
     at any host. lane "stream": the status streams' own client, so that a stream (which fal
     closes when the request completes) never takes the submit's idle connection: the result
-    fetch right after completion reuses it instead of opening a new TLS connection."""
+    fetch right after completion reuses it instead of opening a new TLS connection. lane
+    "public": downloads from outside fal's file hosts, held to public addresses (media.netguard)."""
     import httpx
 
     on_net = _net.get("loop") is asyncio.get_running_loop()
@@ -167,6 +172,8 @@ def _http(key: str = "", lane: str = ""):
         headers = {"Authorization": f"Key {key}"} if key else {}
         clients[(key, lane)] = httpx.AsyncClient(headers=headers, follow_redirects=not key, verify=ssl_context(),
                                                  timeout=httpx.Timeout(120.0, connect=15.0))
+        if lane == "public":
+            netguard.guard(clients[(key, lane)])
     return clients[(key, lane)]
 
 
@@ -345,8 +352,11 @@ class Gateway:
     async def download(self, url: str, destination: Path, on_progress=None, stream=None) -> Path:
         """Stream a result file to disk, resuming after drops; never keep a short file.
 
-        The fal key is not sent: result URLs are public and may point at any host. `stream`
-        (a media.wavstream.WavStream) is fed every block written, to decode while downloading.
+        The fal key is not sent: result URLs are public and may point at any host. A file from
+        outside fal's file hosts is held to Load Audio from URL's rules: public addresses only
+        (every redirect hop, and the address connected to), at most OUTSIDE_MAX_BYTES, asked for
+        uncompressed and decoded a piece at a time if compressed anyway. `stream` (a
+        media.wavstream.WavStream) is fed every block written, to decode while downloading.
         """
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme not in ("https", "http", "data"):
@@ -366,6 +376,7 @@ class Gateway:
             os.replace(partial, destination)
         finally:
             partial.unlink(missing_ok=True)
+        reuse.returned(destination, url)
         return destination
 
 
@@ -374,13 +385,17 @@ async def _fetch(url: str, partial: Path, on_progress, stream=None) -> None:
     `stream` is told where each response starts and fed every block written."""
     import httpx
 
+    fal_file = netguard.fal_file(url)
+    http = _http(lane="" if fal_file else "public")
+    shown = fetch.display_url(url)
     attempt = 1
-    http = _http()
     while True:
         have = partial.stat().st_size if partial.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
+        compressed = False
         try:
-            async with http.stream("GET", url, headers=headers) as response:
+            async with http.stream("GET", url, headers=headers if fal_file else {**headers, **fetch.IDENTITY}) \
+                    as response:
                 if response.status_code == 416 and have:
                     return  # the server says we already have every byte
                 if response.status_code >= 400:
@@ -388,13 +403,22 @@ async def _fetch(url: str, partial: Path, on_progress, stream=None) -> None:
                     raise HTTPError.from_response(response)
                 if have and response.status_code != 206:
                     have = 0  # the server ignored the range: start over
+                compressed = not fal_file and response.headers.get("content-encoding", "identity").lower() != "identity"
                 expected = response.headers.get("content-length")
-                expected = have + int(expected) if expected is not None else None
+                expected = have + int(expected) if expected is not None and not compressed else None
+                if not fal_file and (expected or 0) > OUTSIDE_MAX_BYTES:
+                    raise NotDownloadable(f"{shown} is {expected / 1e6:.3g} MB, more than the "
+                                          f"{OUTSIDE_MAX_BYTES / 1e6:.3g} MB taken from outside fal's file hosts")
                 if stream is not None:
                     stream.start(have, expected)
                 reported = time.monotonic()
+                too_large = lambda: NotDownloadable(  # noqa: E731
+                    f"{shown} is larger than the {OUTSIDE_MAX_BYTES / 1e6:.3g} MB taken from outside fal's file "
+                    "hosts; the download was stopped")
+                chunks = response.aiter_bytes(DOWNLOAD_CHUNK) if fal_file else fetch.body(
+                    response, OUTSIDE_MAX_BYTES - have, too_large)
                 with open(partial, "ab" if have else "wb") as out:
-                    async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                    async for chunk in chunks:
                         out.write(chunk)
                         if stream is not None:
                             stream.feed(chunk)
@@ -405,10 +429,19 @@ async def _fetch(url: str, partial: Path, on_progress, stream=None) -> None:
                 if expected is not None and size < expected:
                     raise httpx.RemoteProtocolError(f"download ended at {size} of {expected} bytes")
                 return
+        except netguard.Blocked as exc:
+            hop = f", which redirects to {fetch.display_url(exc.url)}" if exc.url and exc.url != url else ""
+            raise NotDownloadable(f"its file is at {shown}{hop}, and {exc}: result files from outside fal's file "
+                                  f"hosts are fetched only from public addresses (whoever runs the server can allow "
+                                  f"private ones with {netguard.ALLOW_ENV}=1)") from None
+        except fetch.Undecodable as exc:
+            raise NotDownloadable(f"{shown} {exc}") from None
         except (httpx.TransportError, httpx.StreamError, HTTPError) as exc:
             # Drops and the file host's own trouble (5xx, 429) pass; any other answer is final.
             status = http_status(exc)
             if status is not None and status < 500 and status != 429:
                 raise
+            if compressed:  # a compressed answer cannot be resumed in the middle: start over
+                partial.unlink(missing_ok=True)
             attempt = await retry.again(exc, attempt, TRANSIENT_RETRIES + 1, DOWNLOAD_BACKOFF, 5.0,
                                         "Download of a result file")
