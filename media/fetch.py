@@ -1,6 +1,8 @@
 """Download a file named by an http(s) or data: URL, for loading it as audio.
 
 Bounded in size (checked against Content-Length first, then while streaming), never
+inflated past that bound (the file is asked for uncompressed, and a server that compresses
+anyway is decoded a small piece at a time, the cap counting decoded bytes), never
 sending the fal key (a plain httpx client: it honours HTTPS_PROXY and SSL_CERT_FILE like
 the rest of the pack), and never showing a URL's query string or user info: signed URLs
 carry their tokens there, and messages end up in logs, screenshots and bug reports.
