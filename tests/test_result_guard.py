@@ -274,3 +274,22 @@ def test_an_edited_kept_file_is_passed_on_by_upload_not_by_fals_url(fal, nodes, 
     assert fal.uploads[0].data == edited  # the kept file as it is now, not fal's copy
     back = pack_module("utils.audio").decode(fal.uploads[0].data)["waveform"]
     assert torch.equal(back, again["waveform"])
+
+
+def _peak() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+
+def test_a_gigabyte_gzip_bomb_never_inflates_memory(fal, nodes, dns, outside, monkeypatch, comfy):
+    """The same bomb as Load Audio from URL's (1 GiB of zeros), as a result file: the peak resident memory
+    of this process (reset first: Linux's clear_refs) rises by well under 100 MB."""
+    monkeypatch.setenv(ALLOW, "1")
+    monkeypatch.setattr(pack_module("utils.gateway"), "OUTSIDE_MAX_BYTES", 20_000_000)
+    outside.headers, outside.body = {"Content-Encoding": "gzip"}, zeros_compressed("gzip")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # the peak (VmHWM) starts again from what is resident now
+    before = _peak()
+    message = refused(nodes, fal, f"http://127.0.0.1:{outside.port}/bomb.wav")
+    assert _peak() - before < 100e6, f"peak memory rose by {(_peak() - before) / 1e6:.0f} MB"
+    assert "bomb.wav is larger than the 20 MB taken from outside fal's file hosts; the download was stopped" in message
