@@ -29,10 +29,11 @@ def zeros_compressed(encoding: str, size: int = GIB) -> bytes:
     """`size` zero bytes, gzip- or zlib-(deflate-)compressed, built from one independent 1 MiB block
     repeated (a full flush makes each block stand alone): ~1 MB, in a fraction of a second."""
     block, gzip = 1 << 20, encoding == "gzip"
+    zero = bytes(block)
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate, wrapped below
-    body = packer.compress(bytes(block)) + packer.flush(zlib.Z_FULL_FLUSH)
+    body = packer.compress(zero) + packer.flush(zlib.Z_FULL_FLUSH)
     tail = packer.flush(zlib.Z_FINISH)
-    check, value, zero = (zlib.crc32, 0, bytes(block)) if gzip else (zlib.adler32, 1, bytes(block))
+    check, value = (zlib.crc32, 0) if gzip else (zlib.adler32, 1)
     for _ in range(size // block):
         value = check(zero, value)
     if gzip:
