@@ -4,11 +4,12 @@ hosts) may reach: public ones only.
 ComfyUI is often shared on a LAN, and a workflow someone shares can hold any URL: without
 this, "Load Audio from URL" (or a model's response naming a file anywhere) would let it probe
 the server's own network (routers, admin pages, the cloud metadata service that hands out
-credentials). Every host is resolved and
-every address it resolves to must be public; this is checked for the first URL and for
-every redirect hop (an httpx request hook), and again at connect time for direct
-connections (the address connected to is the one checked, so DNS rebinding cannot swap it).
-An IPv6 address that embeds an IPv4 one is judged by the IPv4 address it reaches. Whoever runs the server may allow private addresses with FAL_AUDIO_ALLOW_PRIVATE_URLS=1.
+credentials). Every host is resolved and every address it resolves to must be public; this
+is checked for the first URL and for every redirect hop (an httpx request hook), and again
+at connect time for direct connections (the address connected to is the one checked, so DNS
+rebinding cannot swap it). An IPv6 address that embeds an IPv4 one is judged by the IPv4
+address it reaches. Whoever runs the server may allow private addresses with
+FAL_AUDIO_ALLOW_PRIVATE_URLS=1.
 """
 
 import os

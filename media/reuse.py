@@ -1,7 +1,7 @@
 """Zero-upload chaining: a fal result that reaches another fal node unchanged is sent by
 fal's own URL of the original file, with no encode and no upload.
 
-Every AUDIO decoded from a result file on fal's own file hosts (utils.netguard.fal_file;
+Every AUDIO decoded from a result file on fal's own file hosts (media.netguard.fal_file;
 a file from anywhere else is uploaded when passed on, as any clip) carries where it came from
 under one extra key, `fal_origin`: a list with one entry per batch item (None where unknown),
 each plain data (str/int/None, so ComfyUI's caches, pickling and JSON all take it): fal's URL
@@ -25,6 +25,8 @@ URL or by upload.
 import time
 from pathlib import Path
 from typing import List, Optional
+
+from .netguard import fal_file
 
 KEY = "fal_origin"
 # fal serves a file it just returned; a URL not seen served for this long is probed first.
@@ -81,8 +83,6 @@ def served(url: str) -> None:
 
 def returned(path: Path, url: str) -> None:
     """The pack just downloaded `url` into the kept file at `path`."""
-    from .netguard import fal_file
-
     if fal_file(url):
         _returned[str(path)] = (url, None)
 
@@ -90,8 +90,6 @@ def returned(path: Path, url: str) -> None:
 def decode(decode_file, path: Path, url: Optional[str], known_hash: Optional[str] = None) -> dict:
     """decode_file(path), marked with its origin when it came from fal's own file hosts (runs in a
     worker thread). known_hash: the file's content hash if already known (hashed while it downloaded)."""
-    from .netguard import fal_file
-
     audio = decode_file(path)
     if url and fal_file(url) and audio["waveform"].shape[0] == 1:
         digest = known_hash or file_hash(Path(path))

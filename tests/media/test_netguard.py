@@ -235,7 +235,7 @@ def test_an_upper_case_data_uri_that_is_a_page_is_refused(nodes):
     ("::", "an unspecified address (this machine)"),
 ])
 def test_ipv6_forms_are_judged_by_the_ipv4_address_they_reach(address, reason):
-    assert pack_module("utils.netguard").refusal(address) == reason
+    assert pack_module("media.netguard").refusal(address) == reason
 
 
 def test_a_host_whose_ipv6_address_embeds_a_loopback_address_is_refused(guarded, nodes):

@@ -13,12 +13,11 @@ import subprocess
 import sys
 import threading
 import zlib
-from pathlib import Path
 
 import pytest
 
 from fal_emulator import encode_sine
-from support import run_node
+from support import PACK_DIR, run_node
 
 NAME = "Load Audio from URL (fal Audio)"
 ALLOW = "FAL_AUDIO_ALLOW_PRIVATE_URLS"
@@ -111,7 +110,7 @@ def test_a_compressed_bomb_stops_at_the_cap_without_inflating_memory(compressing
     compressing_server.encoding = encoding
     compressing_server.body = zeros_compressed(encoding)
     monkeypatch.setenv(ALLOW, "1")  # the server is on 127.0.0.1
-    child = subprocess.run([sys.executable, "-c", _CHILD, str(Path(__file__).parent), compressing_server.url, "10"],
+    child = subprocess.run([sys.executable, "-c", _CHILD, str(PACK_DIR / "tests"), compressing_server.url, "10"],
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr[-2000:]
     outcome = json.loads(child.stdout.strip().splitlines()[-1])

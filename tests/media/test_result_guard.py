@@ -68,7 +68,7 @@ def dns(fal, monkeypatch):
     monkeypatch.delenv(ALLOW, raising=False)
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    netguard = pack_module("utils.netguard")
+    netguard = pack_module("media.netguard")
     real, answers = netguard.resolve, {}
 
     async def resolve(host, port):
@@ -142,7 +142,7 @@ def test_an_ipv6_form_of_a_metadata_address_is_refused(fal, nodes, dns, outside)
 def test_a_redirect_hop_to_a_private_address_is_refused(fal, nodes, dns, outside, monkeypatch):
     """The first hop is allowed (private addresses allowed for it alone, as an operator's mirror would be),
     the redirect it answers leads into the private network and is never requested."""
-    netguard = pack_module("utils.netguard")
+    netguard = pack_module("media.netguard")
     plain = netguard.refusal
     monkeypatch.setattr(netguard, "refusal", lambda a: None if str(a) == "127.0.0.1" else plain(a))
     outside.status, outside.headers, outside.body = 302, {"Location": "http://10.1.2.3/secret.wav"}, b""
@@ -174,7 +174,7 @@ def test_a_declared_size_over_the_cap_is_refused_before_downloading(fal, nodes, 
 
 def test_an_undeclared_size_is_stopped_at_the_cap(fal, nodes, dns, outside, monkeypatch, comfy):
     monkeypatch.setenv(ALLOW, "1")
-    monkeypatch.setattr(pack_module("utils.gateway"), "OUTSIDE_MAX_BYTES", 100_000)
+    monkeypatch.setattr(pack_module("transport.gateway"), "OUTSIDE_MAX_BYTES", 100_000)
     outside.headers = {"Content-Length": None}  # no length: read until the connection closes
     outside.body = encode_sine(seconds=10.0, rate=8000, channels=1)  # 160 KB
     message = refused(nodes, fal, f"http://127.0.0.1:{outside.port}/long.wav")
@@ -185,7 +185,7 @@ def test_an_undeclared_size_is_stopped_at_the_cap(fal, nodes, dns, outside, monk
 
 def test_a_gzip_bomb_is_stopped_at_the_cap(fal, nodes, dns, outside, monkeypatch, comfy):
     monkeypatch.setenv(ALLOW, "1")
-    monkeypatch.setattr(pack_module("utils.gateway"), "OUTSIDE_MAX_BYTES", 1_000_000)
+    monkeypatch.setattr(pack_module("transport.gateway"), "OUTSIDE_MAX_BYTES", 1_000_000)
     outside.headers, outside.body = {"Content-Encoding": "gzip"}, zeros_compressed("gzip", 64 << 20)
     message = refused(nodes, fal, f"http://127.0.0.1:{outside.port}/bomb.wav")
     assert "bomb.wav is larger than the 1 MB taken from outside fal's file hosts; the download was stopped" in message
@@ -225,13 +225,13 @@ def test_fal_file_hosts_are_trusted_as_before(fal, nodes, dns):
     ("data:audio/wav;base64,AAAA", False),
 ])
 def test_which_urls_are_fals_own_files(url, trusted):
-    assert pack_module("utils.netguard").fal_file(url) is trusted
+    assert pack_module("media.netguard").fal_file(url) is trusted
 
 
 # -- case 7: only fal's own files, unchanged, chain by URL -------------------------------------------------------
 
 def test_a_file_from_another_https_host_carries_no_origin(tmp_path):
-    reuse, audio = pack_module("utils.reuse"), pack_module("utils.audio")
+    reuse, audio = pack_module("media.reuse"), pack_module("media.audio")
     path = tmp_path / "result.wav"
     path.write_bytes(encode_sine(seconds=0.25, rate=8000, channels=1))
     reuse.returned(path, "https://cdn.example/result.wav")
@@ -272,7 +272,7 @@ def test_an_edited_kept_file_is_passed_on_by_upload_not_by_fals_url(fal, nodes, 
     sent = fal.submissions[-1].payload["audio_url"]
     assert sent != by_url and [u.url for u in fal.uploads] == [sent]
     assert fal.uploads[0].data == edited  # the kept file as it is now, not fal's copy
-    back = pack_module("utils.audio").decode(fal.uploads[0].data)["waveform"]
+    back = pack_module("media.audio").decode(fal.uploads[0].data)["waveform"]
     assert torch.equal(back, again["waveform"])
 
 
@@ -285,7 +285,7 @@ def test_a_gigabyte_gzip_bomb_never_inflates_memory(fal, nodes, dns, outside, mo
     """The same bomb as Load Audio from URL's (1 GiB of zeros), as a result file: the peak resident memory
     of this process (reset first: Linux's clear_refs) rises by well under 100 MB."""
     monkeypatch.setenv(ALLOW, "1")
-    monkeypatch.setattr(pack_module("utils.gateway"), "OUTSIDE_MAX_BYTES", 20_000_000)
+    monkeypatch.setattr(pack_module("transport.gateway"), "OUTSIDE_MAX_BYTES", 20_000_000)
     outside.headers, outside.body = {"Content-Encoding": "gzip"}, zeros_compressed("gzip")
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # the peak (VmHWM) starts again from what is resident now
