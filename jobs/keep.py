@@ -76,7 +76,8 @@ class Keeper:
             if isinstance(exc, NotDownloadable):
                 raise RequestFailed(
                     f"{self.endpoint}: the result of request {request_id} cannot be kept: {exc}. The request is "
-                    "paid for and stays in the journal; change the seed for a new (paid) take.") from None
+                    "paid for and stays in the journal: running the node again with the same inputs tries again at no new "
+                    "charge (for example once the file's server allows it); a new seed pays for a new take.") from None
             # 404/410: fal's copy is gone for good (what a re-run of a deleted kept file must know).
             failure = FileExpired if http_status(exc) in (404, 410) else RequestFailed
             raise failure(

@@ -18,7 +18,8 @@ from test_compressed_answers import zeros_compressed
 
 ALLOW = "FAL_AUDIO_ALLOW_PRIVATE_URLS"
 ENDPOINT = "someone/app"
-PAID = "The request is paid for and stays in the journal; change the seed for a new (paid) take."
+PAID = ("The request is paid for and stays in the journal: running the node again with the same inputs tries again "
+        "at no new charge (for example once the file's server allows it); a new seed pays for a new take.")
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -109,6 +110,15 @@ def test_a_result_on_a_loopback_address_is_refused(fal, nodes, dns, outside, com
                        f"address: result files from outside fal's file hosts are fetched only from public addresses "
                        f"(whoever runs the server can allow private ones with {ALLOW}=1). {PAID}")
     assert outside.hits == [] and "s3cret" not in message
+
+
+def test_a_refused_result_is_fetched_without_a_new_charge_once_allowed(fal, nodes, dns, outside, monkeypatch):
+    url = f"http://127.0.0.1:{outside.port}/a.wav"
+    assert PAID in refused(nodes, fal, url)
+    monkeypatch.setenv(ALLOW, "1")  # the operator allows it: the same inputs pick up the paid request
+    (audio, _) = any_endpoint(nodes, fal, url)
+    assert tuple(audio["waveform"].shape) == (1, 1, 2000)
+    assert len(fal.submissions) == 1
 
 
 def test_a_public_looking_name_that_resolves_to_loopback_is_refused(fal, nodes, dns, outside):
