@@ -41,6 +41,22 @@ def script_module(relative: str):
     return module
 
 
+def fake_dns(monkeypatch, answers: dict) -> dict:
+    """The network guard's resolver answers `answers` (host -> a list of addresses, or a function giving one)
+    before the real resolver; the dict stays live, so a test may add hosts later."""
+    netguard = pack_module("media.netguard")
+    real = netguard.resolve
+
+    async def resolve(host, port):
+        if host in answers:
+            value = answers[host]
+            return value() if callable(value) else list(value)
+        return await real(host, port)
+
+    monkeypatch.setattr(netguard, "resolve", resolve)
+    return answers
+
+
 def run_node(node_class, **inputs):
     """Call a node's FUNCTION as ComfyUI's executor does (awaiting it if it is async)."""
     node = node_class()

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from fal_emulator import encode_sine
-from support import pack_module, run_node
+from support import fake_dns, pack_module, run_node
 
 NAME = "Load Audio from URL (fal Audio)"
 ALLOW = "FAL_AUDIO_ALLOW_PRIVATE_URLS"
@@ -25,18 +25,7 @@ HINT = "whoever runs the server can allow private addresses with FAL_AUDIO_ALLOW
 def guarded(fal, monkeypatch):
     """The emulator, with the network rules on and DNS answering for fal's file host."""
     monkeypatch.delenv(ALLOW, raising=False)
-    netguard = pack_module("media.netguard")
-    real = netguard.resolve
-    answers = {"v3.fal.media": ["151.101.1.91"], "fal.media": ["151.101.65.91"]}
-
-    async def resolve(host, port):
-        if host in answers:
-            value = answers[host]
-            return value() if callable(value) else list(value)
-        return await real(host, port)
-
-    monkeypatch.setattr(netguard, "resolve", resolve)
-    fal.answers = answers
+    fal.answers = fake_dns(monkeypatch, {"v3.fal.media": ["151.101.1.91"], "fal.media": ["151.101.65.91"]})
     return fal
 
 

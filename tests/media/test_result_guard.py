@@ -13,7 +13,7 @@ import zlib
 import pytest
 
 from fal_emulator import encode_sine
-from support import defaults, pack_module, run_node
+from support import defaults, fake_dns, pack_module, run_node
 from test_compressed_answers import zeros_compressed
 
 ALLOW = "FAL_AUDIO_ALLOW_PRIVATE_URLS"
@@ -69,17 +69,7 @@ def dns(fal, monkeypatch):
     monkeypatch.delenv(ALLOW, raising=False)
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    netguard = pack_module("media.netguard")
-    real, answers = netguard.resolve, {}
-
-    async def resolve(host, port):
-        if host in answers:
-            value = answers[host]
-            return value() if callable(value) else list(value)
-        return await real(host, port)
-
-    monkeypatch.setattr(netguard, "resolve", resolve)
-    return answers
+    return fake_dns(monkeypatch, {})
 
 
 def any_endpoint(nodes, fal, url, seed=1):
