@@ -1,11 +1,14 @@
 """Checking a JSON value against a model's declared structure (fal's generated types) before paying.
 
 A schema is {"type": "object", "properties": {name: schema}}, {"type": "array", "items": schema},
-{"type": "string" | "integer" | "number" | "boolean"}, with "required" on properties and optional
-"minimum"/"maximum" (numbers) and "min_length"/"max_length" (strings). The first problem found is
-returned as (path, rule), the path written as in the JSON (sections[0].duration_ms).
+{"type": "string" | "integer" | "number" | "boolean" | "file" (a URL) | "any"}, with "required" on
+properties and optional "enum" (the values allowed), "minimum"/"maximum" (numbers),
+"min_length"/"max_length" (strings) and "min_items"/"max_items" (arrays). An optional property
+without a "default" may be null. The first problem found is returned as (path, rule), the path
+written as in the JSON (sections[0].duration_ms).
 """
 
+import json
 from typing import Optional, Tuple
 
 
@@ -20,9 +23,22 @@ def _number(value) -> bool:
 def problem(value, schema: dict, path: str = "") -> Optional[Tuple[str, str]]:
     kind = schema["type"]
     where = path or "the value"
+    if value is None and not schema.get("required") and "default" not in schema or kind == "any":
+        return None
+    if "enum" in schema:
+        if any(value == option and type(value) is type(option) for option in schema["enum"]):
+            return None
+        shown = ", ".join(json.dumps(option) for option in schema["enum"][:12])
+        return where, f"is {json.dumps(value)}, which is not one of {shown}" + (", ..." if len(schema["enum"]) > 12
+                                                                                 else "")
+    if kind == "file":
+        ok = isinstance(value, str) and value.startswith(("https://", "http://", "data:"))
+        return None if ok else (where, "must be a file URL (https://...)")
     if kind == "object":
         if not isinstance(value, dict):
             return where, "must be a JSON object"
+        if "properties" not in schema:
+            return None
         for name, spec in schema["properties"].items():
             if name not in value:
                 if spec.get("required"):
@@ -38,8 +54,12 @@ def problem(value, schema: dict, path: str = "") -> Optional[Tuple[str, str]]:
     if kind == "array":
         if not isinstance(value, list):
             return where, "must be a JSON array"
+        if len(value) < schema.get("min_items", 0):
+            return where, f"must have at least {schema['min_items']} item(s)"
+        if "max_items" in schema and len(value) > schema["max_items"]:
+            return where, f"has {len(value)} items; at most {schema['max_items']} are allowed"
         for index, item in enumerate(value):
-            found = problem(item, schema["items"], _path(path, index))
+            found = problem(item, {**schema["items"], "required": True}, _path(path, index))
             if found:
                 return found
         return None
