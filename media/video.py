@@ -92,3 +92,38 @@ def fit_length(audio: dict, seconds: float) -> dict:
     else:
         waveform = torch.nn.functional.pad(waveform, (0, samples - length))
     return {"waveform": waveform.to("cpu", torch.float32).contiguous(), "sample_rate": rate}
+
+
+# -- ComfyUI's VIDEO (comfy_api VideoInput) in and out ------------------------------------------
+
+# Container signatures: (offset, bytes, extension, content type).
+_CONTAINERS = ((4, b"ftyp", "mp4", "video/mp4"), (0, b"\x1aE\xdf\xa3", "webm", "video/webm"),
+               (8, b"AVI ", "avi", "video/x-msvideo"), (0, b"FLV", "flv", "video/x-flv"))
+
+
+def video_file(video, node: str, field: str):
+    """A VIDEO input as (bytes, content type, extension): its file as ComfyUI would save it (a loaded file is
+    remuxed without re-encoding, frames are encoded), refused before anything is paid if it cannot be."""
+    import io
+
+    if not hasattr(video, "save_to"):
+        raise invalid(node, field, "is not a VIDEO (connect e.g. Load Video or Create Video)")
+    buffer = io.BytesIO()
+    try:
+        video.save_to(buffer)
+    except Exception as exc:  # noqa: BLE001 - any failure of ComfyUI's writer: refuse before paying
+        raise invalid(node, field, f"could not be saved as a video file ({type(exc).__name__}: {exc})") from None
+    data = buffer.getvalue()
+    if not data:
+        raise invalid(node, field, "is an empty video")
+    for offset, magic, extension, content_type in _CONTAINERS:
+        if data[offset:offset + len(magic)] == magic:
+            return data, content_type, extension
+    return data, "video/mp4", "mp4"
+
+
+def video_from_file(path):
+    """A kept video file as ComfyUI's VIDEO (comfy_api's VideoFromFile), for Save Video and other video nodes."""
+    from comfy_api.input_impl import VideoFromFile  # only inside ComfyUI (tests fake it)
+
+    return VideoFromFile(str(path))

@@ -175,7 +175,17 @@ def table() -> dict:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("the pack's price table %s could not be read (%s)", TABLE_PATH, type(exc).__name__)
             _table = {}
+        _table = {**_catalog_prices(), **_table}
     return _table
+
+
+def _catalog_prices() -> dict:
+    """The prices data/catalog.json holds (fal's pricing API when it was built) for endpoints the table lacks."""
+    try:
+        endpoints = json.loads(TABLE_PATH.with_name("catalog.json").read_text(encoding="utf-8"))["endpoints"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {e: s["price"] for e, s in endpoints.items() if (s.get("price") or {}).get("unit_price") is not None}
 
 
 def table_price(endpoint: str) -> Price:

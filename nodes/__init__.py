@@ -25,6 +25,7 @@ from .elevenlabs_v2 import ElevenLabsMusic, ElevenLabsSoundEffectsV2
 from .lyria3 import Lyria3
 from .minimax_v26 import MiniMaxMusicV26
 from .any_endpoint import FalAnyEndpoint
+from .catalog import NODE_CLASSES
 from .stable_audio import StableAudio25AudioToAudio, StableAudio25Inpaint, StableAudio25TextToAudio
 
 # Class names are prefixed so they cannot collide with other packs' node types.
@@ -63,6 +64,9 @@ _NODES = {
     "FalAudioLyria3": Lyria3,
     "FalAudioAnyEndpoint": FalAnyEndpoint,
 }
+
+# Every catalog endpoint without a node above: generated from data/catalog.json (nodes/catalog.py).
+_NODES.update(NODE_CLASSES)
 
 NODE_CLASS_MAPPINGS = dict(_NODES)
 NODE_DISPLAY_NAME_MAPPINGS = {name: cls.DISPLAY_NAME for name, cls in _NODES.items()}

@@ -100,6 +100,12 @@ class FalAudioNode:
         None when the result file is a normal audio container."""
         return None
 
+    def decoder(self, request: dict):
+        """How each kept result file of this request is decoded (media.audio.decoder of raw_layout())."""
+        from ..media import audio as audio_io
+
+        return audio_io.decoder(self.raw_layout(request))
+
     def validate(self, request: dict, clips: Dict[str, dict]) -> None:
         """Model-specific checks before paying; raise core.errors.invalid(...)."""
 
@@ -278,7 +284,6 @@ class FalAudioNode:
         from ..core.errors import EndpointGone
         from ..jobs.job import Job
         from ..jobs.options import CallOptions
-        from ..media import audio as audio_io
 
         options = fal_client or CallOptions()
 
@@ -291,7 +296,7 @@ class FalAudioNode:
             planned = self._plan(inputs, options)
         self.progress = progress = comfy.Progress(unique_id)  # say() writes to it, e.g. from outputs()
         jobs = [Job(self.ENDPOINT, request, options, progress, self.result_files, take_key, label,
-                    decode=audio_io.decoder(self.raw_layout(request)))
+                    decode=self.decoder(request))
                 for request, take_key, label in planned]
         from ..jobs import spend
 
@@ -320,10 +325,10 @@ def duration(clip: dict) -> float:
 
 
 def _holds_media(value) -> bool:
-    """An input that planning encodes: an AUDIO (or a list of them), an IMAGE or other tensor."""
+    """An input that planning encodes: an AUDIO (or a list of them), an IMAGE or other tensor, a VIDEO."""
     if isinstance(value, (list, tuple)):
         return any(_holds_media(item) for item in value)
-    return (isinstance(value, dict) and "waveform" in value) or hasattr(value, "shape")
+    return (isinstance(value, dict) and "waveform" in value) or hasattr(value, "shape") or hasattr(value, "save_to")
 
 
 async def run_all(jobs: list) -> list:

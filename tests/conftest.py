@@ -12,6 +12,7 @@ import pytest
 # emulator) at the top of tests/, importable from every folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from emulator_models import FakeVideo  # noqa: E402
 from fal_emulator import FalEmulator  # noqa: E402
 from support import CANARY_KEY, load_pack, pack_module  # noqa: E402
 
@@ -81,8 +82,12 @@ class FakeComfy:
         folder_paths = types.ModuleType("folder_paths")
         folder_paths.get_output_directory = lambda: str(self.output_dir)
         folder_paths.get_user_directory = lambda: str(self.user_dir)
+        comfy_api = types.ModuleType("comfy_api")
+        comfy_api.input_impl = input_impl = types.ModuleType("comfy_api.input_impl")
+        input_impl.VideoFromFile = FakeVideo
         self.modules = {"comfy": comfy, "comfy.model_management": model_management, "comfy.utils": utils,
-                        "server": server, "folder_paths": folder_paths}
+                        "server": server, "folder_paths": folder_paths, "comfy_api": comfy_api,
+                        "comfy_api.input_impl": input_impl}
 
     def interrupt(self):
         self.interrupt_requested = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import pathlib
 from fractions import Fraction
 from typing import Any, Callable
 
@@ -255,3 +256,113 @@ def serve_every_model(fal, nodes):
             return result
 
         fal.set_handler(endpoint, handler)
+
+
+# -- every other endpoint of the pack's catalog (data/catalog.json) ------------------------------
+
+class FakeVideo:
+    """ComfyUI's VIDEO as far as the pack uses it (comfy_api's VideoFromFile): a file it saves elsewhere."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def get_stream_source(self):
+        return self.file
+
+    def save_to(self, path, format=None, codec=None, metadata=None):
+        data = pathlib.Path(self.file).read_bytes() if isinstance(self.file, str) else self.file.getvalue()
+        if hasattr(path, "write"):
+            path.write(data)
+        else:
+            pathlib.Path(path).write_bytes(data)
+
+
+_catalog: dict | None = None
+_video: bytes | None = None
+CATALOG_SECONDS = 0.5  # tiny files: the whole catalog's tests stay fast
+
+
+def catalog() -> dict:
+    global _catalog
+    if _catalog is None:
+        import json
+
+        path = pathlib.Path(__file__).resolve().parent.parent / "data" / "catalog.json"
+        _catalog = json.loads(path.read_text(encoding="utf-8"))["endpoints"]
+    return _catalog
+
+
+def tiny_mp4() -> bytes:
+    """A 0.5 s 32x32 H.264 MP4 with an AAC soundtrack (encoded once)."""
+    global _video
+    if _video is None:
+        import av
+        import numpy as np
+
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="mp4") as out:
+            video = out.add_stream("libx264", rate=8)
+            video.width = video.height = 32
+            video.pix_fmt = "yuv420p"
+            sound = out.add_stream("aac", rate=16000, layout="mono")
+            for index in range(4):
+                frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), index * 60, np.uint8), format="rgb24")
+                frame.pts = index
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+            samples = _tone(CATALOG_SECONDS, 16000, 1, 330.0)
+            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            chunk.sample_rate = 16000
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=16000, frame_size=1024)
+            for converted in [*resampler.resample(chunk), *resampler.resample(None)]:
+                out.mux(sound.encode(converted))
+            out.mux(sound.encode(None))
+        _video = buffer.getvalue()
+    return _video
+
+
+def _catalog_value(emulator, name: str, out: dict):
+    """What fal answers in an output field of the declared kind."""
+    kind, fal = out["kind"], out["fal"]
+
+    def audio(freq):
+        return _file(emulator, _tone(CATALOG_SECONDS, 16000, 1, freq), 16000, "wav")
+
+    def video():
+        data = tiny_mp4()
+        return {"url": emulator.add_file(data, "output.mp4", "video/mp4"), "content_type": "video/mp4",
+                "file_name": "output.mp4", "file_size": len(data)}
+
+    if kind == "audio":
+        return audio(220.0)
+    if kind == "audio_list":
+        return [audio(220.0), audio(440.0)]
+    if kind == "video":
+        return video()
+    if kind == "video_list":
+        return [video()]
+    if kind == "url":
+        return {"url": emulator.add_file(b"\x00" * 64, f"{name}.bin", "application/octet-stream"),
+                "content_type": "application/octet-stream", "file_name": f"{name}.bin", "file_size": 64}
+    if kind == "text":
+        return f"emulated {name}"
+    if "enum" in fal:
+        return fal["enum"][0]
+    return {"integer": 1, "number": 1.5, "boolean": True, "string": f"emulated {name}", "array": [],
+            "object": {}}.get(fal["type"], {})
+
+
+def catalog_model(endpoint: str):
+    """The answer of a catalog endpoint the pack generates a node for (None for others): every output field
+    of its spec, files of the declared kinds (audio WAV, video MP4, other files), text and values."""
+    spec = catalog().get(endpoint)
+    if spec is None or "curated" in spec:
+        return None
+
+    def answer(emulator, payload: dict) -> dict:
+        result = {out["name"]: _catalog_value(emulator, out["name"], out) for out in spec["outputs"]}
+        if "seed" in spec and "seed" in result:
+            result["seed"] = payload.get("seed", 0)
+        return result
+
+    return answer

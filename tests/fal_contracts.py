@@ -23,12 +23,43 @@ CONTRACTS_FILE = pathlib.Path(__file__).with_name("contracts.json")
 _cache: dict[str, dict] | None = None
 
 
+CATALOG_FILE = pathlib.Path(__file__).resolve().parent.parent / "data" / "catalog.json"
+
+
 def load() -> dict[str, dict]:
-    """endpoint id (lower case) -> {"input": {...}, "output": {...}}."""
+    """endpoint id (lower case) -> {"input": {...}, "output": {...}}: contracts.json, and for every other
+    endpoint of the pack's catalog (data/catalog.json) the contract its fal schema gives."""
     global _cache
     if _cache is None:
-        _cache = json.loads(CONTRACTS_FILE.read_text(encoding="utf-8"))["endpoints"]
+        found = {e: catalog_contract(s) for e, s in json.loads(CATALOG_FILE.read_text(encoding="utf-8"))[
+            "endpoints"].items()}
+        found.update(json.loads(CONTRACTS_FILE.read_text(encoding="utf-8"))["endpoints"])
+        _cache = found
     return _cache
+
+
+def _from_schema(schema: dict) -> dict:
+    """A catalog (utils/schema.py) schema -> a contract field."""
+    kind = schema["type"]
+    item: dict[str, Any] = {"type": "enum" if "enum" in schema else "any" if kind == "object" and "properties" not in
+                            schema else kind, "required": bool(schema.get("required"))}
+    for key in ("enum", "minimum", "maximum", "min_length", "max_length", "default"):
+        if key in schema:
+            item[key] = schema[key]
+    if kind == "array":
+        item["items"] = _from_schema(schema.get("items") or {"type": "any"})
+    if item["type"] == "object":
+        item["properties"] = {n: _from_schema(s) for n, s in schema["properties"].items()}
+    return item
+
+
+def catalog_contract(spec: dict) -> dict:
+    """The input contract of a catalog spec: its fields' fal schemas, and the seed where the model takes one."""
+    fields = {item["name"]: _from_schema(item["fal"]) for item in spec["inputs"]}
+    if "seed" in spec:
+        fields["seed"] = {"type": "integer", "required": False, **{k: v for k, v in spec["seed"].items()
+                                                                    if k == "maximum"}}
+    return {"source": "data/catalog.json", "input": fields, "output": {}}
 
 
 def contract(endpoint: str) -> dict | None:

@@ -747,14 +747,14 @@ class FalEmulator:
         """What the endpoint answers without a handler: its realistic model (emulator_models), else a WAV."""
         import emulator_models
 
-        model = emulator_models.MODELS.get(endpoint.strip("/"))
+        model = emulator_models.MODELS.get(endpoint.strip("/")) or emulator_models.catalog_model(endpoint.strip("/"))
         return model(self, copy.deepcopy(payload)) if model else self.file_result()
 
     def has_model(self, endpoint: str) -> bool:
         """Whether the endpoint answers with its own realistic model (emulator_models) when no handler is set."""
         import emulator_models
 
-        return endpoint.strip("/") in emulator_models.MODELS
+        return endpoint.strip("/") in emulator_models.MODELS or emulator_models.catalog_model(endpoint) is not None
 
     def file_bytes(self, url: str) -> bytes:
         """The bytes behind a URL the client sent: an uploaded (or served) file, or a data URI."""

@@ -182,6 +182,8 @@ def test_every_audio_output_fits_create_video_and_video_combine(fal, nodes, name
     cls = nodes[name]
     if "AUDIO" not in cls.RETURN_TYPES:
         pytest.skip(f"{name} returns no AUDIO")
+    if getattr(cls, "SPEC", False) is not False:
+        pytest.skip(f"{name} is generated from the catalog: tests/test_catalog_generated.py muxes its outputs")
     serve_every_endpoint(fal, cls)
     result = run_node(cls, **minimal_inputs(fal, name, cls))
     outputs = [value for kind, value in zip(cls.RETURN_TYPES, result) if kind == "AUDIO"]
