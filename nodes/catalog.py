@@ -6,6 +6,7 @@ itself is parsed the first time a generated node is declared (INPUT_TYPES) or cr
 """
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -135,8 +136,8 @@ class CatalogNode(FalAudioNode):
         counted = self.SPEC["price"].get("counted", {})
         by = counted.get("by")
         seconds = characters = None
-        if by == "seconds" and isinstance(request.get(counted["field"]), (int, float)):
-            seconds = float(request[counted["field"]]) * counted.get("scale", 1.0)
+        if by == "seconds" and _number(request.get(counted["field"])) is not None:
+            seconds = _number(request[counted["field"]]) * counted.get("scale", 1.0)
         elif by == "input" and counted.get("socket") in clips:
             from ..media.audio import duration
 
@@ -253,6 +254,17 @@ class CatalogNode(FalAudioNode):
         responses = [r.response for r in results]
         text = json.dumps(responses[0] if len(responses) == 1 else responses, indent=2, ensure_ascii=False)
         return (*values, secrets.redact(text))
+
+
+def _number(value):
+    """A number, or the number a not-set number widget holds as text (the price badge prices raw widgets)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _parse_json(text: str, node: str, field: str):

@@ -654,7 +654,8 @@ def help_page(endpoint: str, s: dict) -> str:
     outs = ", ".join(f"`{n}` ({t})" for t, n in zip(types, names))
     price = s["price"]
     counted = COUNTED[price["counted"]["by"]].format(**price["counted"])
-    cost = (f"**{_money(price['unit_price'])} per {price['unit']}** (fal's pricing API, seen {price.get('seen')}); "
+    unit = price.get("unit", "") if price.get("unit", "")[:1].isdigit() else re.sub(r"s$", "", price.get("unit", ""))
+    cost = (f"**{_money(price['unit_price'])} per {unit}** (fal's pricing API, seen {price.get('seen')}); "
             f"{counted}." if price.get("unit_price") is not None else
             "No published price is known to the pack: the node says the price is unknown, and a run is refused "
             "while a daily spend limit is set.")

@@ -13,6 +13,7 @@ import functools
 import io
 import math
 import pathlib
+import uuid
 from fractions import Fraction
 from typing import Any, Callable
 
@@ -344,8 +345,8 @@ def _catalog_value(emulator, name: str, out: dict):
     if kind == "url":
         return {"url": emulator.add_file(b"\x00" * 64, f"{name}.bin", "application/octet-stream"),
                 "content_type": "application/octet-stream", "file_name": f"{name}.bin", "file_size": 64}
-    if kind == "text":
-        return f"emulated {name}"
+    if kind == "text":  # an id another model takes (a cloned voice) looks like one
+        return f"voice_{uuid.uuid4().hex[:12]}" if "voice_id" in name else f"emulated {name}"
     if "enum" in fal:
         return fal["enum"][0]
     return {"integer": 1, "number": 1.5, "boolean": True, "string": f"emulated {name}", "array": [],

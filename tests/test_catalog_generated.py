@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from emulator_models import FakeVideo, tiny_mp4
-from support import PACK_DIR, defaults, run_node, script_module
+from support import PACK_DIR, defaults, pack_module, run_node, script_module
 from test_video import frames, mux_like_create_video
 
 INDEX = json.loads((PACK_DIR / "data" / "catalog-index.json").read_text(encoding="utf-8"))
@@ -240,3 +240,29 @@ def test_a_retired_generated_node_fails_at_once_naming_its_successor(fal, nodes)
         run_node(cls, **filled_inputs(cls, PACK_DIR))
     assert "404" in str(caught.value) and "fal-ai/minimax/speech-2.8-hd" in str(caught.value)
     assert len(fal.submissions) == 0
+
+
+def test_price_badges_follow_the_widgets_of_generated_nodes(fal, nodes):
+    import asyncio
+
+    routes = pack_module("utils.routes")
+    items = [{"id": 1, "type": "FalAudioSoniloV11TextToMusic", "widgets": {"prompt": "calm", "duration": 30}},
+             {"id": 2, "type": "FalAudioSoniloV11VideoToMusic", "widgets": {"duration": "20"}},  # a not-set number
+             {"id": 3, "type": "FalAudioElevenlabsVoiceChanger", "widgets": {}},
+             {"id": 4, "type": "FalAudioMireloAiSfx16TextToAudio", "widgets": {"prompt": "rain"}}]
+    status, body = asyncio.run(routes.answer(nodes, json.dumps({"nodes": items}).encode()))
+    texts = {key: value["text"] for key, value in body["estimates"].items()}
+    assert texts == {"1": "≈$0.075", "2": "≈$0.18", "3": "$0.30/minutes of input",
+                     "4": "price unknown"}
+
+
+def test_a_cloned_voice_id_chains_into_minimax_speech(fal, nodes, tmp_path):
+    """MiniMax Voice Clone's custom_voice_id (STRING) connected to MiniMax Speech 2.8 HD's custom_voice_id."""
+    clone = nodes["FalAudioMinimaxVoiceClone"]
+    names = clone.RETURN_NAMES
+    outputs = run_node(clone, **filled_inputs(clone, tmp_path))
+    voice = outputs[names.index("custom_voice_id")]
+    assert voice.startswith("voice_") and json.loads(outputs[-1])["custom_voice_id"] == voice
+    speech = nodes["FalAudioMiniMaxSpeech28HD"]
+    run_node(speech, **defaults(speech, prompt="Hello from my own voice."), custom_voice_id=voice)
+    assert fal.submissions[-1].payload["voice_setting"]["voice_id"] == voice

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from support import PACK_DIR, script_module
+from support import PACK_DIR, pack_module, script_module
 
 script = script_module("scripts/catalog.py")
 CATALOG = json.loads((PACK_DIR / "data" / "catalog.json").read_text(encoding="utf-8"))
@@ -137,3 +137,25 @@ def test_catalog_file_is_deterministic_and_one_endpoint_per_line():
     lines = text.splitlines()
     assert sum(1 for line in lines if line.startswith('"fal-ai/')) > 100
     assert len(text) < 450_000
+
+
+@pytest.mark.parametrize("value, schema, found", [
+    ("slow", {"type": "string", "enum": ["fast", "balanced"]}, ("mode", 'is "slow", which is not one of "fast", '
+                                                                        '"balanced"')),
+    (44100, {"type": "integer", "enum": [44100, 48000]}, None),
+    ("44100", {"type": "integer", "enum": [44100, 48000]}, ("mode", 'is "44100", which is not one of 44100, 48000')),
+    ("file:///etc/passwd", {"type": "file"}, ("mode", "must be a file URL (https://...)")),
+    ("https://v3.fal.media/files/a.wav", {"type": "file"}, None),
+    ({"any": ["thing"]}, {"type": "any"}, None),
+    ([], {"type": "array", "items": {"type": "string"}, "min_items": 1}, ("mode", "must have at least 1 item(s)")),
+    ([1, 2, 3], {"type": "array", "items": {"type": "integer"}, "max_items": 2},
+     ("mode", "has 3 items; at most 2 are allowed")),
+    ([None], {"type": "array", "items": {"type": "string"}}, ("mode[0]", "must be a string")),
+    ({"a": None}, {"type": "object", "properties": {"a": {"type": "string"}}}, None),  # optional, no default
+    ({"a": None}, {"type": "object", "properties": {"a": {"type": "string", "default": "x"}}},
+     ("mode.a", "must be a string")),
+    ({"extra": 1}, {"type": "object"}, None),  # an object fal does not describe further
+])
+def test_schema_check_knows_options_urls_counts_and_nulls(value, schema, found):
+    problem = pack_module("utils.schema").problem
+    assert problem(value, {**schema, "required": True}, "mode") == found
