@@ -245,6 +245,10 @@ class CatalogNode(FalAudioNode):
                 from ..media.video import video_from_file
 
                 values.append(video_from_file(path) if path else None)
+            elif kind == "srt":
+                from ..utils.subtitles import srt
+
+                values.append(srt(cues(first.get(out["from"]))))
             elif kind == "url":
                 item = first.get(name)
                 values.append(item.get("url", "") if isinstance(item, dict) else str(item or ""))
@@ -254,6 +258,32 @@ class CatalogNode(FalAudioNode):
         responses = [r.response for r in results]
         text = json.dumps(responses[0] if len(responses) == 1 else responses, indent=2, ensure_ascii=False)
         return (*values, secrets.redact(text))
+
+
+CUE_WORDS = 8  # subtitle cues of timed words: at most this many words,
+CUE_PAUSE = 1.0  # a new cue after a pause this long (seconds), at a sentence's end or a new speaker
+
+
+def cues(words) -> list:
+    """Timed words ([{"text", "start", "end", "type"?, "speaker_id"?}]) grouped into subtitle chunks
+    ({"timestamp": [start, end], "text"}) for utils.subtitles.srt."""
+    chunks, current, speaker = [], [], None
+    for word in words if isinstance(words, list) else []:
+        if not isinstance(word, dict) or word.get("type", "word") != "word" or not str(word.get("text", "")).strip():
+            continue
+        who = word.get("speaker_id")
+        if current and (len(current) >= CUE_WORDS or who != speaker or
+                        float(word.get("start") or 0) - float(current[-1].get("end") or 0) > CUE_PAUSE or
+                        str(current[-1]["text"]).rstrip().endswith((".", "?", "!"))):
+            chunks.append(current)
+            current = []
+        current.append(word)
+        speaker = who
+    if current:
+        chunks.append(current)
+    return [{"timestamp": [float(c[0].get("start") or 0), float(c[-1].get("end") or c[0].get("start") or 0)],
+             "text": (f"{c[0]['speaker_id']}: " if c[0].get("speaker_id") else "")
+             + " ".join(str(w["text"]).strip() for w in c)} for c in chunks]
 
 
 def _number(value):

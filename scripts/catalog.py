@@ -466,6 +466,12 @@ def _output(name: str, field: dict) -> dict:
     return {"name": name, "kind": out, "fal": {k: v for k, v in field.items() if k not in ("description",)}}
 
 
+def _timed_words(field: dict) -> bool:
+    """A list of objects with text, start and end: a transcript's timed words."""
+    props = (field.get("items") or {}).get("properties") or {}
+    return field["type"] == "array" and {"text", "start", "end"} <= set(props)
+
+
 def _counted(source: dict, inputs: list, outputs: list) -> dict:
     """How a request's price is counted, from the price's unit and the fields."""
     unit = (source.get("price") or {}).get("unit", "").lower()
@@ -504,6 +510,9 @@ def spec(endpoint: str, source: dict) -> dict:
         taken.add(item.get("socket") or item.get("widget") or name)
         inputs.append(item)
     outputs = [_output(name, field) for name, field in source["outputs"].items()]
+    timed = next((o["name"] for o in outputs if _timed_words(o["fal"])), None)
+    if timed and "srt" not in source["outputs"]:  # timed words: subtitles too, as a STRING output
+        outputs.append({"name": "srt", "kind": "srt", "from": timed})
     found = {"class": class_name(endpoint), "name": display_name(endpoint, source), "task": task(endpoint, source),
              "title": source["title"], "fal_category": source.get("fal_category", ""), "inputs": inputs,
              "outputs": outputs, "price": {**(source.get("price") or {}),
@@ -596,7 +605,7 @@ def generated(catalog: dict) -> list:
 
 def return_sockets(spec_: dict) -> tuple:
     kinds = {"audio": "AUDIO", "audio_list": "AUDIO", "video": "VIDEO", "video_list": "VIDEO", "text": "STRING",
-             "url": "STRING"}
+             "url": "STRING", "srt": "STRING"}
     outs = [(o["name"], kinds[o["kind"]]) for o in spec_["outputs"] if o["kind"] in kinds]
     return tuple(t for _, t in outs) + ("STRING",), tuple(n for n, _ in outs) + ("response_json",)
 
@@ -669,6 +678,8 @@ def help_page(endpoint: str, s: dict) -> str:
             "| input | kind | default | range / options | | what it changes |\n|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\nEmpty text and *not set* values are not sent: fal applies its own default. "
             "JSON inputs are checked against fal's schema before anything is paid.\n\n## Outputs\n\n" + outs
+            + (". `srt`: the timed words as SRT subtitles (a cue per sentence, at most 8 words, a new cue when the "
+               "speaker changes or after a pause of over 1 s)" if any(o["kind"] == "srt" for o in s["outputs"]) else "")
             + ". Audio files come out as AUDIO (a list of files as one batch, takes batched); `response_json` is "
             "fal's whole response (the first take's, or a list for several takes).\n\n## Cost\n\n" + cost
             + " Every paid result is kept and re-running with the same inputs and seed costs nothing.\n\n"

@@ -349,6 +349,9 @@ def _catalog_value(emulator, name: str, out: dict):
         return f"voice_{uuid.uuid4().hex[:12]}" if "voice_id" in name else f"emulated {name}"
     if "enum" in fal:
         return fal["enum"][0]
+    if fal["type"] == "array" and {"text", "start", "end"} <= set((fal.get("items") or {}).get("properties") or {}):
+        return [{"text": text, "start": start, "end": start + 0.4, "type": "word", "speaker_id": "speaker_0"}
+                for text, start in (("Hello", 0.0), ("there.", 0.5), ("General", 2.0), ("Kenobi!", 2.5))]
     return {"integer": 1, "number": 1.5, "boolean": True, "string": f"emulated {name}", "array": [],
             "object": {}}.get(fal["type"], {})
 
@@ -361,7 +364,8 @@ def catalog_model(endpoint: str):
         return None
 
     def answer(emulator, payload: dict) -> dict:
-        result = {out["name"]: _catalog_value(emulator, out["name"], out) for out in spec["outputs"]}
+        result = {out["name"]: _catalog_value(emulator, out["name"], out) for out in spec["outputs"]
+                  if out["kind"] != "srt"}  # derived by the node from the timed words
         if "seed" in spec and "seed" in result:
             result["seed"] = payload.get("seed", 0)
         return result

@@ -146,10 +146,12 @@ def test_generated_node_runs_with_its_defaults(fal, nodes, name, tmp_path):
             assert mux_like_create_video(frames(2, 16, 16), 2.0, clip) == (value["waveform"].shape[1], 16000)
         elif kind == "VIDEO":
             assert isinstance(value, FakeVideo) and open(value.get_stream_source(), "rb").read() == tiny_mp4()
+        elif out == "srt":
+            assert value.startswith("1\n00:00:00,000 --> ")
         elif out != "response_json":
             item = response[out]
             assert value == (item["url"] if isinstance(item, dict) else item)
-    assert set(response) == {o["name"] for o in spec["outputs"]}
+    assert set(response) == {o["name"] for o in spec["outputs"] if o["kind"] != "srt"}
 
 
 @pytest.mark.parametrize("name, field, value, rule", [
@@ -266,3 +268,24 @@ def test_a_cloned_voice_id_chains_into_minimax_speech(fal, nodes, tmp_path):
     speech = nodes["FalAudioMiniMaxSpeech28HD"]
     run_node(speech, **defaults(speech, prompt="Hello from my own voice."), custom_voice_id=voice)
     assert fal.submissions[-1].payload["voice_setting"]["voice_id"] == voice
+
+
+def test_timed_words_come_out_as_srt_subtitles(fal, nodes, tmp_path):
+    cls = nodes["FalAudioElevenlabsSpeechToTextScribeV2"]
+    assert cls.RETURN_NAMES == ("language_code", "text", "srt", "response_json")
+    words = [{"text": "Hello", "start": 0.0, "end": 0.4, "type": "word", "speaker_id": "speaker_0"},
+             {"text": " ", "start": 0.4, "end": 0.5, "type": "spacing"},
+             {"text": "there.", "start": 0.5, "end": 0.9, "type": "word", "speaker_id": "speaker_0"},
+             {"text": "(laughs)", "start": 1.0, "end": 1.5, "type": "audio_event"},
+             {"text": "Hi", "start": 1.2, "end": 1.4, "type": "word", "speaker_id": "speaker_1"},
+             *[{"text": f"w{i}", "start": 1.5 + i / 10, "end": 1.55 + i / 10, "type": "word",
+                "speaker_id": "speaker_1"} for i in range(8)],
+             {"text": "late", "start": 4.0, "end": 4.5, "type": "word", "speaker_id": "speaker_1"}]
+    fal.set_handler(cls.ENDPOINT, lambda payload: {"text": "Hello there. Hi", "language_code": "eng",
+                                                   "language_probability": 0.9, "words": words})
+    language, text, srt, _ = run_node(cls, **filled_inputs(cls, tmp_path))
+    assert (language, text) == ("eng", "Hello there. Hi")
+    assert srt == ("1\n00:00:00,000 --> 00:00:00,900\nspeaker_0: Hello there.\n\n"
+                   "2\n00:00:01,200 --> 00:00:02,150\nspeaker_1: Hi w0 w1 w2 w3 w4 w5 w6\n\n"
+                   "3\n00:00:02,200 --> 00:00:02,250\nspeaker_1: w7\n\n"
+                   "4\n00:00:04,000 --> 00:00:04,500\nspeaker_1: late\n")
