@@ -636,6 +636,31 @@ EXAMPLES = {"music": "stable_audio_25_text_then_audio_to_audio.json", "sound eff
             "deprecated": "any_endpoint_calls_lyria3.json"}
 
 
+# Hand-written help for the flagship generated nodes: what the model is for, and how it chains.
+HELP = {
+    "fal-ai/elevenlabs/voice-changer": (
+        "ElevenLabs' speech-to-speech: the words, timing and delivery of the input `audio`, spoken by another "
+        "voice (`voice`: a stock voice name such as Rachel, or any ElevenLabs voice id). Good for re-voicing a "
+        "guide track, anonymising a recording, or a character voice. Priced per minute of the input clip.",
+        "Load Audio → ElevenLabs Voice Changer → Save Audio; or speech from any TTS node into `audio`."),
+    "fal-ai/elevenlabs/speech-to-text/scribe-v2": (
+        "ElevenLabs Scribe v2 transcribes a clip: `text` (the transcript), `language_code`, and `srt` (subtitles "
+        "made from the timed words; with `diarize` on, each cue names its speaker). `boosted_terms` (fal's "
+        "`keyterms`) lists words to favour, as a JSON list. Priced per minute of the input clip.",
+        "Load Audio → Scribe v2 → `srt` into a text-saving node; or Demucs `vocals` → Scribe v2 for lyrics."),
+    "fal-ai/sam-audio/separate": (
+        "Meta's SAM Audio separates the sound a text `prompt` describes (\"the dog barking\", \"the lead vocal\") "
+        "from the rest: `target` is that sound, `residual` everything else, both as AUDIO.",
+        "Load Audio → SAM Audio Separate → `target` into Save Audio, `residual` into another Save Audio."),
+    "fal-ai/minimax/voice-clone": (
+        "Clones a voice from a clip of 10 s or more of clean speech: `custom_voice_id` (STRING) is the new voice, "
+        "`audio` a preview of it speaking `text`. fal deletes a cloned voice not used for speech within 7 days. "
+        "Connect `custom_voice_id` to MiniMax Speech 2.8 HD's `custom_voice_id` "
+        "(drag the link onto the widget) to speak any text with the cloned voice.",
+        "Load Audio → MiniMax Voice Cloning → `custom_voice_id` → MiniMax Speech 2.8 HD → Save Audio."),
+}
+
+
 def help_page(endpoint: str, s: dict) -> str:
     """web/docs/<ClassName>.md of a generated node."""
     kinds = {"text": "text", "multiline": "text", "int": "int", "float": "float", "bool": "boolean",
@@ -673,8 +698,10 @@ def help_page(endpoint: str, s: dict) -> str:
     deprecated = ("\n**Deprecated**: fal no longer lists this endpoint; a run fails at once on fal's 404"
                   + (f" and names `{s['successor']}`" if s.get("successor") else "") + ".\n") if s.get(
         "deprecated") else ""
+    intro, chain = HELP.get(endpoint, ("", ""))
     return (f"# {s['name']}\n\nfal's **{s['title']}** (`{endpoint}`), a node generated from fal's schema "
-            f"(category *audio/fal/{s['task']}*).\n{deprecated}\n## Inputs\n\n"
+            f"(category *audio/fal/{s['task']}*).\n" + (f"\n{intro}\n" if intro else "") + f"{deprecated}\n"
+            "## Inputs\n\n"
             "| input | kind | default | range / options | | what it changes |\n|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\nEmpty text and *not set* values are not sent: fal applies its own default. "
             "JSON inputs are checked against fal's schema before anything is paid.\n\n## Outputs\n\n" + outs
@@ -683,7 +710,8 @@ def help_page(endpoint: str, s: dict) -> str:
             + ". Audio files come out as AUDIO (a list of files as one batch, takes batched); `response_json` is "
             "fal's whole response (the first take's, or a list for several takes).\n\n## Cost\n\n" + cost
             + " Every paid result is kept and re-running with the same inputs and seed costs nothing.\n\n"
-            "## A chain it fits in\n\nSee an example of its kind (Workflow → Browse Templates → fal Audio): "
+            "## A chain it fits in\n\n" + (f"{chain}\n\n" if chain else "")
+            + "See an example of its kind (Workflow → Browse Templates → fal Audio): "
             f"`{EXAMPLES[s['task']]}`.\n\n## On fal\n\nModel page: https://fal.ai/models/{endpoint} "
             f"(endpoint `{endpoint}`).\n")
 
