@@ -246,7 +246,7 @@ class CatalogNode(FalAudioNode):
 
                 values.append(video_from_file(path) if path else None)
             elif kind == "srt":
-                from ..utils.subtitles import srt
+                from ..media.subtitles import srt
 
                 values.append(srt(cues(first.get(out["from"]))))
             elif kind == "url":
@@ -266,7 +266,7 @@ CUE_PAUSE = 1.0  # a new cue after a pause this long (seconds), at a sentence's 
 
 def cues(words) -> list:
     """Timed words ([{"text", "start", "end", "type"?, "speaker_id"?}]) grouped into subtitle chunks
-    ({"timestamp": [start, end], "text"}) for utils.subtitles.srt."""
+    ({"timestamp": [start, end], "text"}) for media.subtitles.srt."""
     chunks, current, speaker = [], [], None
     for word in words if isinstance(words, list) else []:
         if not isinstance(word, dict) or word.get("type", "word") != "word" or not str(word.get("text", "")).strip():

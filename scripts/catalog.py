@@ -152,7 +152,7 @@ PER_REQUEST = ("audio", "generation", "unit", "video", "request", "cloned voice"
 # -- sources -------------------------------------------------------------------------------------
 
 def _ts_schema(ts: str, types: dict, local: dict, depth: int = 0) -> dict:
-    """fal-js's TypeScript type -> a schema in utils/schema.py's vocabulary."""
+    """fal-js's TypeScript type -> a schema in core/schema.py's vocabulary."""
     ts = ts.strip().lstrip("|").strip()
     if ts.startswith("Array<") and ts.endswith(">") and ts.count("Array<") == 1:
         return {"type": "array", "items": _ts_schema(ts[6:-1], types, local, depth)}

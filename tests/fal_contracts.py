@@ -39,7 +39,7 @@ def load() -> dict[str, dict]:
 
 
 def _from_schema(schema: dict) -> dict:
-    """A catalog (utils/schema.py) schema -> a contract field."""
+    """A catalog (core/schema.py) schema -> a contract field."""
     kind = schema["type"]
     item: dict[str, Any] = {"type": "enum" if "enum" in schema else "any" if kind == "object" and "properties" not in
                             schema else kind, "required": bool(schema.get("required"))}

@@ -157,5 +157,5 @@ def test_catalog_file_is_deterministic_and_one_endpoint_per_line():
     ({"extra": 1}, {"type": "object"}, None),  # an object fal does not describe further
 ])
 def test_schema_check_knows_options_urls_counts_and_nulls(value, schema, found):
-    problem = pack_module("utils.schema").problem
+    problem = pack_module("core.schema").problem
     assert problem(value, {**schema, "required": True}, "mode") == found

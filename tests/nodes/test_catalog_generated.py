@@ -9,7 +9,10 @@ import torch
 
 from emulator_models import FakeVideo, tiny_mp4
 from support import PACK_DIR, defaults, pack_module, run_node, script_module
-from test_video import frames, mux_like_create_video
+
+# What core CreateVideo -> SaveVideo does with AUDIO, as tests/media/test_video.py checks it for every other node.
+_video_tests = script_module("tests/media/test_video.py")
+frames, mux_like_create_video = _video_tests.frames, _video_tests.mux_like_create_video
 
 INDEX = json.loads((PACK_DIR / "data" / "catalog-index.json").read_text(encoding="utf-8"))
 GENERATED = sorted(name for name, *_ in INDEX)
@@ -247,7 +250,7 @@ def test_a_retired_generated_node_fails_at_once_naming_its_successor(fal, nodes)
 def test_price_badges_follow_the_widgets_of_generated_nodes(fal, nodes):
     import asyncio
 
-    routes = pack_module("utils.routes")
+    routes = pack_module("editor.routes")
     items = [{"id": 1, "type": "FalAudioSoniloV11TextToMusic", "widgets": {"prompt": "calm", "duration": 30}},
              {"id": 2, "type": "FalAudioSoniloV11VideoToMusic", "widgets": {"duration": "20"}},  # a not-set number
              {"id": 3, "type": "FalAudioElevenlabsVoiceChanger", "widgets": {}},
