@@ -194,7 +194,9 @@ def test_an_endpoint_fal_does_not_serve(fal_http, live_key):
 
 
 def test_the_price_list_for_the_packs_endpoints(fal_http, nodes, comfy, live_key):
-    endpoints = sorted({cls.ENDPOINT for cls in nodes.values() if getattr(cls, "ENDPOINT", None)})
+    # The hand-written nodes' endpoints (fal takes 1-50 ids a call; the nodes generated from the catalog add ~126).
+    endpoints = sorted({cls.ENDPOINT for cls in nodes.values() if getattr(cls, "ENDPOINT", None)
+                        and getattr(cls, "SPEC", 0) == 0})
     response = fal_http.get(PRICING, params={"endpoint_id": ",".join(endpoints)})
     assert response.status_code == 200, response.text
     rows = response.json()["prices"]
