@@ -34,11 +34,10 @@ def describe(charges: List[Charge]) -> str:
     if any(usd is None for usd in total):
         why = first.price.describe() if not first.price.known else "length unknown before the run"
         return f"≈$? ({why}; {first.price.source})"
-    parsed = first.price.unit
     amount = _amount(first)
     same = all(c.usd == first.usd and c.endpoint == first.endpoint for c in charges)
     detail = (f"{count} × " if count > 1 else "") + (amount if same else "several requests")
-    return f"≈{money(sum(total))} · {detail} × {money(first.price.unit_price)}/{parsed} ({first.price.source})"
+    return f"≈{money(sum(total))} · {detail} × {money(first.price.unit_price)}/{first.price.per} ({first.price.source})"
 
 
 def _amount(c: Charge) -> str:
@@ -210,7 +209,7 @@ def badge(cls, widgets: dict, price) -> dict:
         text = f"≈{money(one.usd * takes)}{per_clip}{times}"
     elif price.known:
         base = parse_unit(price.unit)[0]
-        text = f"{money(price.unit_price)}/{price.unit}" + (" of input" if base != "request" and per_clip else "") \
+        text = f"{money(price.unit_price)}/{price.per}" + (" of input" if base != "request" and per_clip else "") \
             + (f" × {takes} takes" if takes > 1 else "")
     else:
         text = "price unknown"

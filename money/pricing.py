@@ -66,10 +66,16 @@ class Price:
     def known(self) -> bool:
         return self.unit_price is not None and parse_unit(self.unit) is not None
 
+    @property
+    def per(self) -> str:
+        """The unit after a slash: fal's price list says "minutes" or "audios", a price reads $0.10/minute."""
+        unit = (self.unit or "").strip()
+        return unit[:-1] if unit[:1].isalpha() and unit.endswith("s") else unit
+
     def describe(self) -> str:
         if not self.known:
             return "price unknown"
-        return f"{money(self.unit_price)}/{self.unit}"
+        return f"{money(self.unit_price)}/{self.per}"
 
 
 def money(usd: Optional[float]) -> str:
@@ -175,7 +181,9 @@ def table() -> dict:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("the pack's price table %s could not be read (%s)", TABLE_PATH, type(exc).__name__)
             _table = {}
-        _table = {**_catalog_prices(), **_table}
+        # A row of the table with no price found does not hide the price fal's pricing API gave the catalog.
+        _table = {**_catalog_prices(), **{e: row for e, row in _table.items()
+                                          if not isinstance(row, dict) or row.get("unit_price") is not None}}
     return _table
 
 

@@ -257,7 +257,7 @@ def test_price_badges_follow_the_widgets_of_generated_nodes(fal, nodes):
              {"id": 4, "type": "FalAudioMireloAiSfx16TextToAudio", "widgets": {"prompt": "rain"}}]
     status, body = asyncio.run(routes.answer(nodes, json.dumps({"nodes": items}).encode()))
     texts = {key: value["text"] for key, value in body["estimates"].items()}
-    assert texts == {"1": "≈$0.075", "2": "≈$0.18", "3": "$0.30/minutes of input",
+    assert texts == {"1": "≈$0.075", "2": "≈$0.18", "3": "$0.30/minute of input",
                      "4": "price unknown"}
 
 
