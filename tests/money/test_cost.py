@@ -112,7 +112,7 @@ EVERY_NODE = {
 
 
 def test_every_paid_node_is_covered_here_and_in_the_price_table(nodes):
-    # Nodes generated from the catalog: their prices are tested in tests/test_catalog_generated.py.
+    # Nodes generated from the catalog: their prices are tested in tests/nodes/test_catalog_generated.py.
     paid = {name for name, cls in nodes.items() if getattr(cls, "ENDPOINT", "") and getattr(cls, "SPEC", 0) == 0}
     assert paid == set(EVERY_NODE)
     table = json.loads(pricing.TABLE_PATH.read_text())["prices"]
