@@ -25,7 +25,9 @@ once its submit was sent (`sent`), fal may have it: it is booked as possibly bil
 run that finds it stops and says so, and a run after that submits anew.
 
 SQLite from the standard library, WAL mode, one short transaction per step: safe for
-several prompts (and threads) at once and for a crash at any point. The job runner reaches
+several prompts (and threads) at once and for a crash at any point. With FAL_AUDIO_DATABASE_URL
+the same steps run on PostgreSQL, shared by several workers (money/store.py: the few words that
+differ, and a lock that makes every worker's steps run one at a time, as on a SQLite file). The job runner reaches
 it with `await journal.call(...)`: each step runs in the journal's own thread, in order, so a
 journal locked by another program never stalls the event loop and every wait notices
 ComfyUI's Cancel. A step that records money already spent (an accepted request id, a result,
@@ -56,6 +58,7 @@ from .ledger import ACCEPTED, OPEN, RESERVED, REUSED, SETTLED, UNPAID
 from .owner import OWNER, dead_here
 from .pricing import Charge, money
 from .pricing import units as price_units
+from .store import JournalUnusable, Unreachable, open_store, url_from_env, worker_name
 from .wal import durable, synced, use_wal
 from .wal import locked as _locked
 
@@ -77,7 +80,10 @@ UPLOAD_REUSE_SECONDS = 12 * 3600
 SUBMITTING, SUBMITTED, COMPLETED, FAILED = "submitting", "submitted", "completed", "failed"
 UNCERTAIN = ledger.UNCERTAIN  # the submit may have reached fal: a later run submits anew
 
+# The schema's version, kept in `schema_version`: a database written by a newer pack is refused.
+SCHEMA_VERSION = 2
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
     identity TEXT PRIMARY KEY, endpoint TEXT NOT NULL, state TEXT NOT NULL,
     request_id TEXT, owner TEXT, response TEXT, file_path TEXT,
@@ -85,18 +91,19 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE TABLE IF NOT EXISTS uploads (
     content_hash TEXT PRIMARY KEY, url TEXT NOT NULL, uploaded REAL NOT NULL);
 """ + ledger.SCHEMA
-_LEDGER_COLUMNS = ("identity, endpoint, day, state, request_id, units, unit, unit_price, price_source, time_based,"
-                   " round_up, estimate_usd, cost_usd, detail, created, updated")
+# Columns added since the first journals: (table, column, type); a journal without one gets it on opening.
+_ADDED = (("requests", "files", "TEXT"), ("requests", "lease", "REAL"), ("requests", "sent", "REAL"),
+          ("ledger", "worker", "TEXT"))
+_BOOKED = ("identity, endpoint, day, state, request_id, units, unit, unit_price, price_source, time_based,"
+           " round_up, estimate_usd, cost_usd, detail, created, updated")
+_LEDGER_COLUMNS = _BOOKED + ", worker"  # the worker that wrote the row
+WORKER = worker_name()
 
 
 def identity(endpoint: str, request: dict) -> str:
     """A stable hash of exactly what would be sent (uploads named by their content hash)."""
     canonical = json.dumps({"endpoint": endpoint, "request": request}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-class JournalUnusable(FalAudioError):
-    """The data folder or its journal cannot be written: said before anything is paid."""
 
 
 # Claims held by running tasks of this process: (journal path, identity). A "submitting" row of ours
@@ -110,11 +117,13 @@ _opened: dict = {}  # path -> Journal of the data folder (current())
 
 
 def current() -> "Journal":
-    """The journal of the pack's data folder (one per path and process)."""
-    path = comfy.data_directory() / "journal.sqlite3"
-    if path not in _opened:
-        _opened[path] = Journal(path)
-    return _opened[path]
+    """The journal of the pack's data folder, or of the database FAL_AUDIO_DATABASE_URL names (one per
+    place and process)."""
+    url = url_from_env()
+    place = url or comfy.data_directory() / "journal.sqlite3"
+    if place not in _opened:
+        _opened[place] = Journal(url=url) if url else Journal(place)
+    return _opened[place]
 
 
 def forget_open() -> None:
@@ -163,8 +172,11 @@ class Booked(NamedTuple):
 
 
 class Journal:
-    def __init__(self, path: Optional[Path] = None):
-        self.path = Path(path) if path else comfy.data_directory() / "journal.sqlite3"
+    def __init__(self, path: Optional[Path] = None, url: Optional[str] = None):
+        """The SQLite journal at `path` (default: the data folder's), or the PostgreSQL database at `url`."""
+        self.path = None if url else Path(path) if path else comfy.data_directory() / "journal.sqlite3"
+        self.store = open_store(self.path, url, BUSY_TIMEOUT)
+        self.place = self.store.place  # the file, or the URL without its password: for claims held and messages
         self._local = threading.local()
         self._generation = 0  # bumped when a damaged file is moved aside: connections reopen
         self._notices: list = []
@@ -179,31 +191,44 @@ class Journal:
         if conn is None:
             conn = self._open()
             self._local.conn, self._local.generation = conn, self._generation
-        return synced(conn)
+        return synced(conn) if self.path else conn
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self):
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            conn = self.store.connect()
         except (OSError, sqlite3.OperationalError) as exc:
             raise self._unusable(exc) from None
         try:
-            use_wal(conn)
-            conn.executescript(_SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-            if "files" not in columns:
-                conn.execute("ALTER TABLE requests ADD COLUMN files TEXT")  # a journal from before several files
-            if "lease" not in columns:
-                conn.execute("ALTER TABLE requests ADD COLUMN lease REAL")  # a journal from before leases
-            if "sent" not in columns:  # a journal from before: a claim it left may have been sent
-                conn.execute("ALTER TABLE requests ADD COLUMN sent REAL")
-                conn.execute("UPDATE requests SET sent=updated WHERE state=?", (SUBMITTING,))
+            if self.path:
+                use_wal(conn)
+            self._step_on(conn, self._upgrade)
         except BaseException:
             conn.close()
             raise
         return conn
 
+    def _upgrade(self, conn) -> None:
+        """Create the tables, or add what an older pack's journal lacks; refuse one from a newer pack."""
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(statement)
+        version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+        if version is not None and version > SCHEMA_VERSION:
+            raise JournalUnusable(f"The request journal at {self.place} was written by a newer fal Audio (schema "
+                                  f"{version}, this one knows {SCHEMA_VERSION}): update the pack on this worker. "
+                                  "Nothing was sent to fal.")
+        columns = {table: self.store.columns(conn, table) for table in ("requests", "ledger")}
+        for table, column, kind in _ADDED:
+            if column not in columns[table]:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if column == "sent":  # a journal from before: a claim it left may have been sent
+                    conn.execute("UPDATE requests SET sent=updated WHERE state=?", (SUBMITTING,))
+        if version != SCHEMA_VERSION:
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
     def _unusable(self, exc: BaseException) -> JournalUnusable:
+        if not self.path:
+            return self.store.unreachable(exc)
         return JournalUnusable(
             f"The pack's data folder {self.path.parent} cannot hold its request journal ({type(exc).__name__}: "
             f"{exc}). Make it a writable folder, or point FAL_AUDIO_DATA_DIR at one. Nothing was sent to fal.")
@@ -231,21 +256,21 @@ class Journal:
         of today's total from the spend note, so the daily limit goes on counting them. Says what it did."""
         try:
             with contextlib.closing(sqlite3.connect(aside)) as old:
-                rows = old.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE day>=?",
-                                   (ledger.first_day(),)).fetchall()
+                rows = [(*row, WORKER) for row in old.execute(f"SELECT {_BOOKED} FROM ledger WHERE day>=?",
+                                                              (ledger.first_day(),))]
             how = "read back from the damaged file"
         except sqlite3.DatabaseError:
             total, now = self._noted_spend(), time.time()
             if total is None:
                 return ("Today's earlier spend could not be read back, so the daily limit counts from $0 again: "
                         "check https://fal.ai/dashboard/usage.")
-            rows = [("carried-over", "(before the damaged journal)", ledger.today(), SETTLED, None, None, None, None,
-                     "spend note", 0, 0, total, total, "today's spend noted before the journal was damaged", now,
-                     now)] if total else []
+            rows = [("carried-over", "(before the damaged journal)", ledger.today(), SETTLED, None, None, None,
+                     None, "spend note", 0, 0, total, total, "today's spend noted before the journal was damaged",
+                     now, now, WORKER)] if total else []
             how = "from the spend note beside the journal"
 
         def write(conn):
-            conn.executemany(f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows)
+            conn.executemany(f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES ({', '.join('?' * 17)})", rows)
             return conn.execute(ledger.SPENT, (ledger.today(),)).fetchone()[0]
 
         spent = self._step(write)
@@ -258,7 +283,9 @@ class Journal:
 
     def _note_spend(self, conn) -> None:
         """Write today's spend beside the journal (no sync: a crash of ComfyUI keeps it), for a journal
-        damaged beyond reading."""
+        damaged beyond reading. (A shared database has no file to note it beside.)"""
+        if not self.path:
+            return
         day = ledger.today()
         spent = conn.execute(ledger.SPENT, (day,)).fetchone()[0]
         part = self._spend_note.with_name(self._spend_note.name + ".part")
@@ -281,14 +308,24 @@ class Journal:
         return said
 
     def _attempt(self, op: Callable, args: tuple, paid: bool):
-        """Run one step; a damaged file is set aside once; a locked journal is retried while
-        the step records money already spent."""
-        set_aside = False
+        """Run one step; a damaged file is set aside once; a locked journal, or a shared database out of
+        reach, is retried while the step records money already spent."""
+        set_aside, waited = False, False
         while True:
             try:
                 with durable(paid):  # a record of money spent is synced to disk at its commit
                     return op(*args)
-            except sqlite3.DatabaseError as exc:
+            except Unreachable:
+                if not paid:
+                    raise
+                waited = self._wait_for_database(op, waited)
+            except self.store.errors as exc:
+                if self.store.lost(exc):
+                    self._drop()
+                    if not paid:
+                        raise self.store.unreachable(exc) from None
+                    waited = self._wait_for_database(op, waited)
+                    continue
                 if _damaged(exc) and not set_aside:
                     self._set_aside(exc)
                     set_aside = True
@@ -301,6 +338,20 @@ class Journal:
                 if any(sign in str(exc).lower() for sign in _UNUSABLE):
                     raise self._unusable(exc) from None
                 raise
+
+    def _wait_for_database(self, op: Callable, warned: bool) -> bool:
+        if not warned:
+            log.warning("%s cannot be reached; still trying to record %s", self.place,
+                        getattr(op, "__name__", "a step"))
+        time.sleep(LOCKED_RETRY)
+        return True
+
+    def _drop(self) -> None:
+        """Forget this thread's connection (its server went away): the next step opens a new one."""
+        conn, self._local.conn = getattr(self._local, "conn", None), None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     # -- waiting without blocking the event loop ----------------------------------------------
 
@@ -335,14 +386,19 @@ class Journal:
             self._attempt(undo, (done.result(),), False)
 
     def _step(self, write: Callable, *args):
-        """One IMMEDIATE transaction around `write(conn, *args)`: all of it is written, or none."""
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
+        return self._step_on(self._connect(), write, *args)
+
+    def _step_on(self, conn, write: Callable, *args):
+        """One transaction around `write(conn, *args)` that holds the write lock from its start (SQLite:
+        IMMEDIATE; PostgreSQL: the advisory lock every worker's steps take): all of it is written, or none."""
+        for statement in self.store.begin:
+            conn.execute(statement)
         try:
             result = write(conn, *args)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(*self.store.errors):  # a connection that is gone has nothing to roll back
+                conn.execute("ROLLBACK")
             raise
         return result
 
@@ -364,7 +420,7 @@ class Journal:
     def _held_by_a_live_owner(self, conn, key: str, owner: Optional[str]) -> bool:
         if owner == OWNER:
             with _active_lock:
-                return (self.path, key) in _active  # else: left by a task of ours that is gone
+                return (self.place, key) in _active  # else: left by a task of ours that is gone
         if dead_here(owner):
             return False  # a process of this machine that no longer runs
         (lease,) = conn.execute("SELECT lease FROM requests WHERE identity=?", (key,)).fetchone()
@@ -396,8 +452,9 @@ class Journal:
             # A reservation left by a claim whose submit never went out is replaced by this one.
             conn.execute("DELETE FROM ledger WHERE identity=? AND state=?", (key, RESERVED))
             self._reserve(conn, key, endpoint, charge, limit, now)
+            conn.execute("DELETE FROM requests WHERE identity=?", (key,))  # a failed, uncertain or left claim
             conn.execute(
-                "INSERT OR REPLACE INTO requests (identity, endpoint, state, owner, created, updated, lease)"
+                "INSERT INTO requests (identity, endpoint, state, owner, created, updated, lease)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)", (key, endpoint, SUBMITTING, OWNER, now, now, now + LEASE_SECONDS))
             # Held before the commit: from the moment another connection of this process can see the
             # claim, it must find it held by a live task of ours, not "left by a task that is gone".
@@ -425,10 +482,10 @@ class Journal:
                 raise ledger.refusal(endpoint, spent, estimate, limit)
         conn.execute(
             "INSERT INTO ledger (identity, endpoint, day, state, units, unit, unit_price, price_source, time_based,"
-            " round_up, estimate_usd, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " round_up, estimate_usd, created, updated, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, endpoint, day, RESERVED, charge.units if charge else None, price.unit if price else None,
              price.unit_price if price else None, price.source if price else "unknown",
-             int(bool(charge and charge.time_based)), int(bool(price and price.round_up)), estimate, now, now))
+             int(bool(charge and charge.time_based)), int(bool(price and price.round_up)), estimate, now, now, WORKER))
 
     def _found_sent(self, conn, entry: Entry, held: Optional[dict]) -> Entry:
         """A claim whose process died after sending its submit and before recording fal's answer: fal
@@ -447,20 +504,20 @@ class Journal:
     def _hold(self, key: str) -> None:
         global _renewer
         with _active_lock:
-            _active.add((self.path, key))
-            _journals_seen[self.path] = self
+            _active.add((self.place, key))
+            _journals_seen[self.place] = self
             if _renewer is None:
                 _renewer = threading.Thread(target=_renew_leases, name="fal-audio-journal-leases", daemon=True)
                 _renewer.start()
 
     def _let_go(self, key: str) -> None:
         with _active_lock:
-            _active.discard((self.path, key))
+            _active.discard((self.place, key))
 
     def renew(self) -> None:
         """Extend the lease of every claim this process holds in this journal."""
         with _active_lock:
-            keys = [key for path, key in _active if path == self.path]
+            keys = [key for path, key in _active if path == self.place]
         if keys:
             self._connect().executemany(
                 "UPDATE requests SET lease=? WHERE identity=? AND owner=? AND state=?",
@@ -576,8 +633,8 @@ class Journal:
         now = time.time()
         self._connect().execute(
             "INSERT INTO ledger (identity, endpoint, day, state, request_id, estimate_usd, cost_usd, detail, created,"
-            " updated) VALUES (?, ?, ?, ?, ?, 0, 0, 'kept result reused', ?, ?)",
-            (key, endpoint, ledger.today(), REUSED, request_id, now, now))
+            " updated, worker) VALUES (?, ?, ?, ?, ?, 0, 0, 'kept result reused', ?, ?, ?)",
+            (key, endpoint, ledger.today(), REUSED, request_id, now, now, WORKER))
         return Booked(REUSED, 0.0, 0.0, request_id)
 
     # -- what the books say: the daily limit, the fal Spend report ---------------------------------------
@@ -601,8 +658,8 @@ class Journal:
 
     def spend_report(self, limit: float = 0.0) -> tuple:
         """The fal Spend node's text and today's spend in USD."""
-        rows = self._connect().execute("SELECT day, endpoint, state, estimate_usd, cost_usd FROM ledger WHERE day>=?"
-                                       " ORDER BY id", (ledger.first_day(),)).fetchall()
+        rows = self._connect().execute("SELECT day, endpoint, state, estimate_usd, cost_usd, worker FROM ledger"
+                                       " WHERE day>=? ORDER BY id", (ledger.first_day(),)).fetchall()
         return ledger.report(rows, limit)
 
     # -- uploads -----------------------------------------------------------------------------------------
@@ -616,10 +673,12 @@ class Journal:
         return None
 
     def remember_upload(self, content_hash: str, url: str) -> None:
-        self._connect().execute(
-            "INSERT OR REPLACE INTO uploads (content_hash, url, uploaded) VALUES (?, ?, ?)",
-            (content_hash, secrets.redact(url), time.time()),
-        )
+        def write(conn):
+            conn.execute("DELETE FROM uploads WHERE content_hash=?", (content_hash,))
+            conn.execute("INSERT INTO uploads (content_hash, url, uploaded) VALUES (?, ?, ?)",
+                         (content_hash, secrets.redact(url), time.time()))
+
+        self._step(write)
 
 
 def _renew_leases() -> None:
@@ -632,4 +691,4 @@ def _renew_leases() -> None:
             try:
                 book.renew()
             except Exception as exc:  # noqa: BLE001 - locked or gone: try again at the next beat
-                log.debug("%s: could not renew leases (%s)", book.path, type(exc).__name__)
+                log.debug("%s: could not renew leases (%s)", book.place, type(exc).__name__)

@@ -15,7 +15,9 @@ request journal alone (money/journal.py), in the same transaction as each step o
   reused    a kept result was returned instead of a new request: $0
 
 Days are local dates. Spend of a day = settled costs + estimates of requests reserved, in
-flight or possibly billed.
+flight or possibly billed. Each row names the worker (ComfyUI machine) that wrote it: on a database
+shared by several workers, the spend and the limit are the team's, and the report adds a line per
+worker.
 """
 
 import datetime
@@ -39,7 +41,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     day TEXT NOT NULL, state TEXT NOT NULL, request_id TEXT,
     units REAL, unit TEXT, unit_price REAL, price_source TEXT, time_based INTEGER NOT NULL DEFAULT 0,
     round_up INTEGER NOT NULL DEFAULT 0, estimate_usd REAL, cost_usd REAL, detail TEXT,
-    created REAL NOT NULL, updated REAL NOT NULL);
+    created REAL NOT NULL, updated REAL NOT NULL, worker TEXT);
 CREATE INDEX IF NOT EXISTS ledger_day ON ledger (day);
 CREATE INDEX IF NOT EXISTS ledger_identity ON ledger (identity, state);
 """
@@ -102,12 +104,12 @@ def possibly_billed(estimate: Optional[float]) -> str:
 
 def report(rows: list, limit: float = 0.0) -> tuple:
     """The fal Spend node's text and today's spend in USD, from the ledger rows of the report's
-    days: (day, endpoint, state, estimate_usd, cost_usd), oldest first."""
+    days: (day, endpoint, state, estimate_usd, cost_usd[, worker]), oldest first."""
     day, first = today(), first_day()
 
     def spend(rows):
         total, unknown, flying, possibly = 0.0, 0, 0, 0
-        for _, _, state, estimate, cost in rows:
+        for _, _, state, estimate, cost, *_ in rows:
             if state == SETTLED:
                 if cost is None:
                     unknown += 1
@@ -161,6 +163,16 @@ def report(rows: list, limit: float = 0.0) -> tuple:
             if unknown:
                 text += f", {unknown} at an unknown price"
             lines.append(text)
+    per_worker: Dict[str, list] = {}
+    for row in rows:
+        if len(row) > 5 and row[5]:  # rows written before workers were named belong to none
+            per_worker.setdefault(row[5], []).append(row)
+    if len(per_worker) > 1:
+        lines.append(f"Per worker, last {REPORT_DAYS} days:")
+        for name, group in sorted(per_worker.items(), key=lambda item: -spend(item[1])[0]):
+            usd = spend(group)[0]
+            lines.append(f"  {name}: {money(usd)} in {paid(group)} paid, today "
+                         f"{money(spend([r for r in group if r[0] == day])[0])}")
     possibly = [r for r in rows if r[2] == UNCERTAIN]
     if possibly:
         lines.append(f"Possibly billed, last {REPORT_DAYS} days: {len(possibly)} request"
