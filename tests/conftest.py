@@ -2,6 +2,8 @@
 into, and point the real fal_client at a local fal emulator (proxy + test CA)."""
 
 import logging
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -14,7 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from emulator_models import FakeVideo  # noqa: E402
 from fal_emulator import FalEmulator  # noqa: E402
+from pg_server import PostgresServer  # noqa: E402
 from support import CANARY_KEY, load_pack, pack_module  # noqa: E402
+
+# The tests never touch a database of the user's: the `postgres` fixture sets its own.
+os.environ.pop("FAL_AUDIO_DATABASE_URL", None)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -149,6 +155,39 @@ def fal(emulator_session, monkeypatch, tmp_path, comfy):
     monkeypatch.setattr(pricing, "_api_down_until", 0.0)
     monkeypatch.setattr(pricing, "_new_ids_asked", type(pricing._new_ids_asked)())
     yield emulator_session
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL server (tests/pg_server.py) for this test process. Skipped where none can
+    start, except in CI (CI=true), where that is a failure."""
+    server = PostgresServer()
+    try:
+        import psycopg  # noqa: F401 - the pack's driver for it (requirements-test.txt)
+
+        server.start()
+    except (ImportError, RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        server.remove()
+        why = f"no PostgreSQL server for the shared-database tests: {exc}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why)
+        pytest.skip(why)
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres(postgres_server, monkeypatch):
+    """The pack's books on the test server (FAL_AUDIO_DATABASE_URL), in an empty database; returns its URL."""
+    import psycopg
+
+    url = postgres_server.url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS schema_version, requests, ledger, uploads")
+    monkeypatch.setenv("FAL_AUDIO_DATABASE_URL", url)
+    pack_module("money.journal").forget_open()
+    yield url
+    pack_module("money.journal").forget_open()
 
 
 @pytest.fixture

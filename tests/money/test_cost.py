@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from books import books
 from emulator_models import serve_every_endpoint
 from fal_emulator import DEFAULT_PRICES, EmulatedError
 from support import CANARY_KEY, defaults, pack_module, run_node
@@ -50,12 +51,8 @@ def estimates(comfy):
 
 
 def rows(comfy_fake):
-    import sqlite3
-
-    path = comfy_fake.user_dir / "fal-audio" / "journal.sqlite3"
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT endpoint, state, units, unit, unit_price, price_source, estimate_usd, cost_usd,"
-                            " request_id FROM ledger ORDER BY id").fetchall()
+    return books("SELECT endpoint, state, units, unit, unit_price, price_source, estimate_usd, cost_usd,"
+                 " request_id FROM ledger ORDER BY id")
 
 
 # ------------------------------------------------------------------ the estimate of every node
@@ -148,6 +145,7 @@ def test_estimate_of_every_node_is_shown_before_the_submit(fal, nodes, comfy, na
         assert sum(r[6] for r in book) == pytest.approx(usd)
 
 
+@pytest.mark.both_books
 def test_takes_times_input_clips(fal, nodes, comfy):
     """A batch of 2 clips x 3 takes is 6 requests, each billed by its own clip's length."""
     cls = nodes["FalAudioAceStepAudioToAudio"]
@@ -157,6 +155,7 @@ def test_takes_times_input_clips(fal, nodes, comfy):
     assert len(fal.submissions) == 6 and len(rows(comfy)) == 6
 
 
+@pytest.mark.both_books
 def test_per_second_requests_settle_with_the_returned_duration(fal, nodes, comfy):
     fal.set_handler("fal-ai/ace-step", lambda payload: fal.file_result(seconds=30.0, rate=8000, channels=2))
     cls = nodes["FalAudioAceStep"]
@@ -169,6 +168,7 @@ def test_per_second_requests_settle_with_the_returned_duration(fal, nodes, comfy
     assert final.startswith("Done in ") and final.endswith(f" · 30.0 s 8 kHz stereo · ≈$0.006 · request {request[:8]}")
 
 
+@pytest.mark.both_books
 def test_a_fixed_price_node_settles_at_its_price(fal, nodes, comfy):
     fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=3.0, rate=48000, channels=2))
     run_node(nodes["FalAudioLyria2"], unique_id="7", **defaults(nodes["FalAudioLyria2"], prompt="a"))
@@ -253,6 +253,7 @@ def test_dropped_connection_falls_back(fal, comfy):
     assert lookup(["fal-ai/lyria2"])["fal-ai/lyria2"].source.startswith("pack table")
 
 
+@pytest.mark.both_books
 def test_unknown_price_is_said_and_costs_are_not_invented(fal, nodes, comfy):
     fal.set_prices({})
     cls = nodes["FalAudioYuE"]  # in neither the pack's table nor fal's price list of the catalog
@@ -270,6 +271,7 @@ def lyria(nodes, **inputs):
                                                                         **inputs))
 
 
+@pytest.mark.both_books
 def test_reuse_costs_nothing_and_says_so(fal, nodes, comfy):
     lyria(nodes, seed=1)
     request = fal.submissions[0].request_id
@@ -282,6 +284,7 @@ def test_reuse_costs_nothing_and_says_so(fal, nodes, comfy):
     assert "1 kept results reused" in text
 
 
+@pytest.mark.both_books
 def test_failed_request_costs_nothing(fal, nodes, comfy):
     def fail(payload):
         raise EmulatedError(500, {"detail": "GPU fell over"})
@@ -296,6 +299,7 @@ def test_failed_request_costs_nothing(fal, nodes, comfy):
     assert spend_report()[1] == 0
 
 
+@pytest.mark.both_books
 def test_submit_refused_by_fal_costs_nothing(fal, nodes, comfy):
     fal.fault("POST", r"queue\.fal\.run/fal-ai/lyria2$", status=422, body={"detail": [{"loc": ["body", "prompt"],
                                                                                        "msg": "bad"}]})
@@ -305,6 +309,7 @@ def test_submit_refused_by_fal_costs_nothing(fal, nodes, comfy):
     assert spend_report()[1] == 0
 
 
+@pytest.mark.both_books
 def test_cancel_costs_nothing_and_says_what_was_paid(fal, nodes, comfy):
     fal.set_timing("fal-ai/lyria2", run_seconds=30.0)
     comfy.cancel_once_submitted(fal)
@@ -315,6 +320,7 @@ def test_cancel_costs_nothing_and_says_what_was_paid(fal, nodes, comfy):
     assert comfy.texts()[-1].startswith("Cancelled after ") and "$0 paid" in comfy.texts()[-1]
 
 
+@pytest.mark.both_books
 def test_ledger_and_spend_node_after_runs(fal, nodes, comfy):
     lyria(nodes, seed=1)
     lyria(nodes, seed=2)
@@ -334,6 +340,7 @@ def test_ledger_and_spend_node_after_runs(fal, nodes, comfy):
     assert out["ui"]["text"] == [report]
 
 
+@pytest.mark.both_books
 def test_spend_of_earlier_days_counts_in_the_week_only(fal, nodes, comfy, monkeypatch):
     import datetime
 
@@ -359,6 +366,7 @@ def client(nodes, limit, **overrides):
     return options
 
 
+@pytest.mark.both_books
 def test_limit_refuses_before_any_upload_or_submit_with_the_numbers(fal, nodes, comfy):
     options = client(nodes, 0.12)
     lyria(nodes, seed=1, fal_client=options)
@@ -372,6 +380,7 @@ def test_limit_refuses_before_any_upload_or_submit_with_the_numbers(fal, nodes, 
     assert len(fal.submissions) == 1 and fal.uploads == []
 
 
+@pytest.mark.both_books
 def test_limit_holds_across_a_restart(fal, nodes, comfy):
     options = client(nodes, 0.15)
     lyria(nodes, seed=1, fal_client=options)
@@ -383,6 +392,7 @@ def test_limit_holds_across_a_restart(fal, nodes, comfy):
     assert len(fal.submissions) == 1
 
 
+@pytest.mark.both_books
 def test_two_nodes_at_once_cannot_both_slip_under_the_limit(fal, nodes, comfy):
     fal.set_timing("fal-ai/lyria2", run_seconds=0.5)
     options = client(nodes, 0.15)
@@ -400,6 +410,7 @@ def test_two_nodes_at_once_cannot_both_slip_under_the_limit(fal, nodes, comfy):
     assert "daily spend limit of $0.15" in str(refused[0])
 
 
+@pytest.mark.both_books
 def test_released_reservation_frees_the_limit(fal, nodes, comfy):
     """A request fal failed costs nothing, so it does not count against the limit."""
     options = client(nodes, 0.15)
@@ -411,6 +422,7 @@ def test_released_reservation_frees_the_limit(fal, nodes, comfy):
     assert len(fal.submissions) == 2
 
 
+@pytest.mark.both_books
 def test_unknown_price_with_a_limit_is_refused(fal, nodes, comfy):
     fal.set_prices({})
     options = client(nodes, 5.0)

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from books import books, journal_at
 from fal_emulator import EmulatedError
 from support import FILES, LYRIA, PACK_DIR, RESULT, SUBMIT, defaults, lyria, pack_module, run_node
 
@@ -196,9 +197,8 @@ def test_crash_while_in_flight_resumes_the_same_request(fal, nodes, short_file, 
 
     def child_has_the_request_id():
         try:
-            with sqlite3.connect(data_dir / "journal.sqlite3") as db:
-                return db.execute("SELECT 1 FROM requests WHERE state='submitted'").fetchone() is not None
-        except sqlite3.Error:
+            return books("SELECT 1 FROM requests WHERE state='submitted'") != []
+        except Exception:  # noqa: BLE001 - not created yet
             return False
 
     while not child_has_the_request_id() and time.monotonic() < deadline and child.poll() is None:
@@ -256,7 +256,7 @@ def test_concurrent_claims_let_exactly_one_writer_submit(tmp_path):
     owners = []
 
     def claim(index):
-        book = journal.Journal(path)  # one connection per writer, like separate prompts
+        book = journal_at(path)  # one connection per writer, like separate prompts
         for key in range(20):
             if book.claim(f"identity-{key}", "fal-ai/x") is None:
                 owners.append((key, index))
@@ -281,18 +281,19 @@ def test_a_claim_is_held_from_the_moment_another_connection_can_see_it(tmp_path,
     def hold_while_a_rival_claims(self, key):
         if not rival:
             def claim_too():
-                rival["entry"] = journal.Journal(path).claim(key, "fal-ai/x")
+                rival["entry"] = journal_at(path).claim(key, "fal-ai/x")
             rival["thread"] = threading.Thread(target=claim_too)
             rival["thread"].start()
             rival["thread"].join(0.5)  # it runs now, or waits for our transaction
         original_hold(self, key)
 
     monkeypatch.setattr(journal.Journal, "_hold", hold_while_a_rival_claims)
-    assert journal.Journal(path).claim("identity-1", "fal-ai/x") is None
+    assert journal_at(path).claim("identity-1", "fal-ai/x") is None
     rival["thread"].join(10)
     assert rival["entry"] is not None and rival["entry"].state == "submitting"  # it waits, it does not submit
 
 
+@pytest.mark.sqlite_only
 def test_many_connections_opening_a_brand_new_journal_at_once_all_open_it(tmp_path):
     # Switching a new file to WAL answers "locked" at once (no busy wait) to all but one of the connections
     # racing to create it: two prompts or two ComfyUI processes starting on an empty data folder.
@@ -317,6 +318,7 @@ def test_many_connections_opening_a_brand_new_journal_at_once_all_open_it(tmp_pa
     assert errors == []
 
 
+@pytest.mark.sqlite_only
 def test_a_torn_write_leaves_the_journal_usable(tmp_path):
     journal = pack_module("money.journal")
     path = tmp_path / "journal.sqlite3"
@@ -370,6 +372,7 @@ def test_confirmed_cancel_is_not_reused(fal, nodes, comfy, short_file):
     assert len(fal.submissions) == 2 and len(fal.cancels) == 1
 
 
+@pytest.mark.sqlite_only
 def test_only_steps_recording_money_spent_are_synced_to_disk_at_their_commit(fal, nodes, short_file, monkeypatch):
     """A claim (with its reservation), the mark before the submit goes out or a refined cost is synced
     with the next record of money spent (same WAL), which saves an fsync each; an accepted request id and

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from books import books, journal_at
 from support import PACK_DIR, defaults, pack_module, run_node
 
 LYRIA = "FalAudioLyria2"
@@ -32,9 +33,12 @@ def journal_file(comfy):
     return comfy.user_dir / "fal-audio" / "journal.sqlite3"
 
 
-def rows(path):
-    with sqlite3.connect(path) as db:
-        return db.execute("SELECT state, request_id FROM requests").fetchall()
+def rows(path=None):
+    """The journal's requests: (state, request id). `path`: a SQLite file of its own (a test of the file)."""
+    if path is not None:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT state, request_id FROM requests").fetchall()
+    return books("SELECT state, request_id FROM requests")
 
 
 def wait_for(condition, seconds=20.0):
@@ -79,6 +83,7 @@ def lock_on_submit(fal, comfy, seconds, lockers):
 
 # --- case 3: a locked journal never loses an accepted id, nor stalls the event loop ------------------
 
+@pytest.mark.sqlite_only
 def test_an_accepted_id_is_recorded_after_the_lock_outlasts_sqlites_busy_timeout(fal, nodes, comfy, monkeypatch):
     monkeypatch.setattr(pack_module("money.journal"), "BUSY_TIMEOUT", 0.3)
     pack_module("money.journal").forget_open()
@@ -113,6 +118,7 @@ def test_an_accepted_id_is_recorded_after_the_lock_outlasts_sqlites_busy_timeout
     assert len(fal.submissions) == 1
 
 
+@pytest.mark.sqlite_only
 def test_cancel_is_noticed_within_a_second_while_the_id_waits_for_the_lock(fal, nodes, comfy):
     fal.set_timing("fal-ai/lyria2", run_seconds=30)
     lockers = []
@@ -176,7 +182,7 @@ def claim_in_another_process(node, prompt: str, data_dir, then: str) -> str:
         f"sys.path.insert(0, r'{PACK_DIR / 'tests'}')\n"
         "from support import pack_module\n"
         "journal = pack_module('money.journal')\n"
-        f"assert journal.Journal(r'{data_dir / 'journal.sqlite3'}').claim('{identity}', '{node.ENDPOINT}') is None\n"
+        f"assert journal.current().claim('{identity}', '{node.ENDPOINT}') is None\n"
         + then
     )
 
@@ -188,7 +194,7 @@ def test_the_claim_of_a_dead_process_is_taken_over_at_once(fal, nodes, shared_di
     script = claim_in_another_process(node, "dead owner", data_dir,
                                       "os.kill(os.getpid(), 9)  # dies mid-submit, before anything reached fal\n")
     subprocess.run([sys.executable, "-c", script], env=dict(os.environ), check=False)
-    assert rows(data_dir / "journal.sqlite3") == [("submitting", None)]
+    assert rows() == [("submitting", None)]
     started = time.monotonic()
     (audio,) = run_node(node, **defaults(node, prompt="dead owner"))
     assert time.monotonic() - started < pack_module("money.journal").LEASE_SECONDS / 3
@@ -221,26 +227,28 @@ def test_a_live_owner_is_waited_for_until_it_is_gone(fal, nodes, shared_dirs):
 
 def test_a_foreign_claim_is_taken_over_only_when_its_lease_ran_out(tmp_path):
     journal = pack_module("money.journal")
-    path = tmp_path / "journal.sqlite3"
-    book = journal.Journal(path)
+    book = journal_at(tmp_path / "journal.sqlite3")
     assert book.claim("ours", "fal-ai/x") is None
     foreign = "v2|another-machine|4242|1234|abcd1234"
-    with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO requests (identity, endpoint, state, owner, created, updated, lease)"
-                   " VALUES ('live', 'fal-ai/x', 'submitting', ?, 0, 0, ?)", (foreign, time.time() + 20))
-        db.execute("INSERT INTO requests (identity, endpoint, state, owner, created, updated, lease)"
-                   " VALUES ('expired', 'fal-ai/x', 'submitting', ?, 0, 0, ?)", (foreign, time.time() - 1))
+    for name, lease in (("live", time.time() + 20), ("expired", time.time() - 1)):
+        books("INSERT INTO requests (identity, endpoint, state, owner, created, updated, lease)"
+              " VALUES (?, 'fal-ai/x', 'submitting', ?, 0, 0, ?)", (name, foreign, lease), book)
     assert book.claim("live", "fal-ai/x").owner == foreign  # wait for it
     assert book.claim("expired", "fal-ai/x") is None  # its owner is gone: ours now
-    before = sqlite3.connect(path).execute("SELECT lease FROM requests WHERE identity='ours'").fetchone()[0]
+
+    def lease():
+        return books("SELECT lease FROM requests WHERE identity='ours'", (), book)[0][0]
+
+    before = lease()
     time.sleep(0.01)
     book.renew()
-    after = sqlite3.connect(path).execute("SELECT lease FROM requests WHERE identity='ours'").fetchone()[0]
+    after = lease()
     assert after > before  # the owner renews the leases of the claims it holds
 
 
 # --- case 9: a damaged journal, an unusable data folder ---------------------------------------------------
 
+@pytest.mark.sqlite_only
 def test_a_damaged_journal_is_moved_aside_and_a_new_one_started(fal, nodes, comfy, captured_logs):
     fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=1.0, rate=48000, channels=2))
     path = journal_file(comfy)
@@ -255,6 +263,7 @@ def test_a_damaged_journal_is_moved_aside_and_a_new_one_started(fal, nodes, comf
     assert any("journal was damaged" in r.getMessage() for r in captured_logs.records)
 
 
+@pytest.mark.sqlite_only
 def test_a_truncated_journal_is_moved_aside_and_a_new_one_started(fal, nodes, comfy):
     path = journal_file(comfy)
     path.parent.mkdir(parents=True)
@@ -271,6 +280,7 @@ def test_a_truncated_journal_is_moved_aside_and_a_new_one_started(fal, nodes, co
     assert any("journal was damaged" in text for text in comfy.texts())
 
 
+@pytest.mark.sqlite_only
 def test_an_unusable_data_folder_is_refused_before_anything_is_uploaded_or_paid(fal, nodes, tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the data folder should be")

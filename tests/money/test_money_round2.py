@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from books import books
 from support import LYRIA, PACK_DIR, SUBMIT, defaults, lyria, pack_module, run_node
 
 STATUS = r"/requests/[^/]+/status(/stream)?$"
@@ -26,9 +27,8 @@ def journal_path(comfy):
     return comfy.user_dir / "fal-audio" / "journal.sqlite3"
 
 
-def ledger_rows(path):
-    with sqlite3.connect(path) as db:
-        return db.execute("SELECT state, estimate_usd, cost_usd, day FROM ledger ORDER BY id").fetchall()
+def ledger_rows():
+    return books("SELECT state, estimate_usd, cost_usd, day FROM ledger ORDER BY id")
 
 
 def submits(fal):
@@ -66,7 +66,7 @@ def test_an_uncertain_submit_is_booked_as_possibly_billed_and_counts_against_the
     assert "may or may not be running" in message and DASHBOARD in message
     assert "possibly billed (≈$0.10)" in message and "today's spend limit" in message
     assert "≈$0.10 possibly billed" in comfy.texts()[-1]  # the final status
-    assert [row[:2] for row in ledger_rows(journal_path(comfy))] == [("uncertain", pytest.approx(0.10))]
+    assert [row[:2] for row in ledger_rows()] == [("uncertain", pytest.approx(0.10))]
     report, today = spend_report(nodes, options)
     assert today == pytest.approx(0.10)
     assert "1 possibly billed" in report and "$0.05 left today" in report
@@ -111,7 +111,7 @@ def test_a_process_that_died_mid_submit_is_not_resent_silently(fal, nodes, short
     message = str(caught.value)
     assert "an earlier run may have been billed" in message and DASHBOARD in message
     assert len(submits(fal)) == 1  # nothing sent
-    assert [row[:2] for row in ledger_rows(data_dir / "journal.sqlite3")] == [("uncertain", pytest.approx(0.10))]
+    assert [row[:2] for row in ledger_rows()] == [("uncertain", pytest.approx(0.10))]
     report, today = spend_report(nodes)
     assert today == pytest.approx(0.10) and "1 possibly billed" in report
     with pytest.raises(pack_module("money.ledger").SpendLimitReached):
@@ -136,9 +136,8 @@ def test_twins_of_one_prompt_both_stop_at_a_dead_claim_that_was_sent(fal, nodes,
     assert book.claim(identity, node.ENDPOINT) is None
     book.sending(identity)
     dead = "v2|another-machine|4242|1234|abcd1234"
-    with sqlite3.connect(journal_path(comfy)) as db:
-        db.execute("UPDATE requests SET owner=?, lease=? WHERE identity=?", (dead, time.time() - 1, identity))
-        db.execute("UPDATE ledger SET estimate_usd=0.1 WHERE identity=?", (identity,))
+    books("UPDATE requests SET owner=?, lease=? WHERE identity=?", (dead, time.time() - 1, identity))
+    books("UPDATE ledger SET estimate_usd=0.1 WHERE identity=?", (identity,))
 
     async def prompt():
         return await asyncio.gather(node().generate(**inputs), node().generate(**inputs), return_exceptions=True)
@@ -173,6 +172,7 @@ def overwrite(path):
     path.write_bytes(b"this is not a database, it was overwritten by something" * 100)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("damage", [damage_the_requests_table, overwrite])
 def test_a_damaged_journal_keeps_todays_spend_and_limit(fal, nodes, short_file, comfy, damage):
     lyria(nodes, seed=1)
@@ -189,6 +189,7 @@ def test_a_damaged_journal_keeps_todays_spend_and_limit(fal, nodes, short_file, 
     assert today == pytest.approx(0.20) and "$0.05 left today" in report
 
 
+@pytest.mark.sqlite_only
 def test_a_journal_damaged_beyond_reading_without_its_spend_note_says_the_limit_starts_again(
         fal, nodes, short_file, comfy):
     lyria(nodes, seed=1)
@@ -220,7 +221,7 @@ def test_a_request_finished_after_midnight_is_booked_on_the_later_day(fal, nodes
     fal.set_handler("fal-ai/lyria2", midnight_passes)
     options = limited(nodes, 0.15)
     lyria(nodes, seed=1, fal_client=options)
-    assert [(row[0], row[3]) for row in ledger_rows(journal_path(comfy))] == [("settled", "2026-12-08")]
+    assert [(row[0], row[3]) for row in ledger_rows()] == [("settled", "2026-12-08")]
     assert spend_report(nodes, options)[1] == pytest.approx(0.10)
     with pytest.raises(pack_module("money.ledger").SpendLimitReached, match=r"recorded spend of \$0.10"):
         lyria(nodes, seed=2, fal_client=options)
@@ -235,7 +236,7 @@ def test_a_brief_404_of_the_status_after_the_submit_is_waited_out(fal, nodes, sh
     fal.fault("GET", STATUS, status=404, body={"detail": "Request not found"}, times=3)
     (audio,) = lyria(nodes)
     assert audio["waveform"].shape[-1] == 48000 and len(submits(fal)) == 1
-    assert [row[0] for row in ledger_rows(journal_path(comfy))] == ["settled"]
+    assert [row[0] for row in ledger_rows()] == ["settled"]
     assert spend_report(nodes)[1] == pytest.approx(0.10)
 
 
@@ -252,7 +253,7 @@ def test_a_lasting_404_is_cancelled_and_booked_as_possibly_billed(fal, nodes, sh
     message = str(caught.value)
     assert f"fal.ai does not know request {rid}" in message and "possibly billed (≈$0.10)" in message
     assert DASHBOARD in message
-    assert [row[:2] for row in ledger_rows(journal_path(comfy))] == [("uncertain", pytest.approx(0.10))]
+    assert [row[:2] for row in ledger_rows()] == [("uncertain", pytest.approx(0.10))]
     report, today = spend_report(nodes)
     assert today == pytest.approx(0.10) and "1 possibly billed" in report
     assert len(submits(fal)) == 1

@@ -4,13 +4,13 @@ One test per case, each asserting what the user sees, what fal received, and wha
 import asyncio
 import base64
 import logging
-import sqlite3
 import threading
 import time
 
 import pytest
 import torch
 
+from books import books, journal_at, stored_text
 from support import CANARY_KEY, FILES, LYRIA, RESULT, SUBMIT, defaults, lyria, pack_module, run_node
 
 CANCEL = r"/cancel$"
@@ -96,14 +96,12 @@ def test_an_echoed_key_in_an_error_body_never_reaches_journal_logs_or_errors(fal
         lyria(nodes)
     assert "<redacted>" in str(caught.value)
     on_disk = b"".join(p.read_bytes() for p in files_under(comfy.user_dir) + files_under(comfy.output_dir))
+    on_disk += stored_text().encode()
     said = "\n".join([r.getMessage() for r in caplog.records] + [str(caught.value)] + comfy.texts())
     for form in key_forms():
         assert form.encode() not in on_disk, form
         assert form not in said, form
-    journal_file = comfy.user_dir / "fal-audio" / "journal.sqlite3"
-    import sqlite3
-
-    (detail,) = sqlite3.connect(journal_file).execute("SELECT detail FROM requests").fetchone()
+    ((detail,),) = books("SELECT detail FROM requests")
     assert "<redacted>" in detail and "Authorization" in detail
 
 
@@ -121,9 +119,7 @@ def interrupt_when(comfy, condition, after=0.0):
 
 
 def journal_rows(comfy):
-    path = comfy.user_dir / "fal-audio" / "journal.sqlite3"
-    with sqlite3.connect(path) as db:
-        return db.execute("SELECT state, request_id FROM requests ORDER BY request_id").fetchall()
+    return books("SELECT state, request_id FROM requests ORDER BY request_id")
 
 
 def test_cancel_while_a_takes_submit_is_in_flight_cancels_that_request_too(fal, nodes, short_file, comfy):
@@ -271,13 +267,13 @@ def test_every_string_the_journal_stores_is_scrubbed_of_the_key(pack, tmp_path):
     secrets = pack_module("core.secrets")
     journal = pack_module("money.journal")
     secrets.register(CANARY_KEY)
-    book = journal.Journal(tmp_path / "journal.sqlite3")
+    book = journal_at(tmp_path / "journal.sqlite3")
     encoded = base64.b64encode(f"user:{CANARY_KEY}".encode()).decode()
     book.remember_upload("clip", f"https://v3.fal.media/files/x/a.wav?token={encoded}")
     assert book.claim("k", "fal-ai/x") is None
     book.submitted("k", "0f0e0d0c-0000-4000-8000-000000000000")
     book.completed("k", {"audio": {"url": "https://v3.fal.media/files/y.wav"}, "echo": f"Key {CANARY_KEY}"}, {})
-    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir()) + stored_text(book).encode()
     for form in key_forms() | {encoded[8:40]}:
         assert form.encode() not in on_disk, form
     assert book.get("k").response["echo"] == "<redacted>"
