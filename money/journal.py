@@ -662,6 +662,42 @@ class Journal:
                                        " WHERE day>=? ORDER BY id", (ledger.first_day(),)).fetchall()
         return ledger.report(rows, limit)
 
+    # -- moving over: an existing SQLite journal into this one ----------------------------------------------
+
+    def import_from(self, source: Path, worker: str = "") -> dict:
+        """Copy the books of the SQLite journal at `source` into this one (e.g. the shared database), in one
+        step: its requests and uploads whose identity is not here yet, and its ledger rows not copied before
+        (same identity, state and time). Run again, it copies nothing. Ledger rows that name no worker are
+        booked to `worker` (default: this one). Returns how many rows of each table were copied."""
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"There is no journal at {source}.")
+        old = Journal(Path(source))._connect()  # brought up to this schema first, as the pack does on opening it
+        requests_columns = ("identity, endpoint, state, request_id, owner, response, file_path, detail, created,"
+                            " updated, files, lease, sent")
+        tables = {
+            "requests": (requests_columns, "SELECT 1 FROM requests WHERE identity=?", (0,)),
+            "ledger": (_LEDGER_COLUMNS, "SELECT 1 FROM ledger WHERE identity=? AND state=? AND created=?",
+                       (0, 3, 14)),
+            "uploads": ("content_hash, url, uploaded", "SELECT 1 FROM uploads WHERE content_hash=?", (0,)),
+        }
+        rows = {table: old.execute(f"SELECT {columns} FROM {table}").fetchall()
+                for table, (columns, _, _) in tables.items()}
+        old.close()
+        name = worker or WORKER
+
+        def write(conn):
+            copied = {}
+            for table, (columns, there, key) in tables.items():
+                new = [row for row in rows[table] if conn.execute(there, tuple(row[i] for i in key)).fetchone() is None]
+                if table == "ledger":
+                    new = [(*row[:-1], row[-1] or name) for row in new]
+                if new:
+                    conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(new[0]))})", new)
+                copied[table] = len(new)
+            return copied
+
+        return self._step(write)
+
     # -- uploads -----------------------------------------------------------------------------------------
 
     def upload_url(self, content_hash: str) -> Optional[str]:
