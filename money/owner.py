@@ -1,9 +1,10 @@
 """Who holds a journal claim, and whether that process still lives.
 
 Two ComfyUI processes may share one user folder (two instances on one machine, or a
-network drive seen by several machines). A claim ("submitting") names its owner: this
-machine, this process (pid and start time) and a random part. Another process may take
-the claim over only when the owner is dead:
+network drive seen by several machines), or several workers one database (money/store.py).
+A claim ("submitting") names its owner: this machine, this process (pid and start time) and
+a random part with the worker's name. Another process may take the claim over only when the
+owner is dead:
 
 - on the same machine (same kernel boot and pid namespace) the owner's pid and start
   time say so at once: a dead owner is seen without waiting;
@@ -14,6 +15,8 @@ the claim over only when the owner is dead:
 import os
 import uuid
 from typing import Optional
+
+from .store import worker_name
 
 
 def _read(path: str) -> Optional[str]:
@@ -47,7 +50,8 @@ def process_start(pid: int) -> Optional[str]:
 
 
 MACHINE = _machine()
-OWNER = f"v2|{MACHINE}|{os.getpid()}|{process_start(os.getpid()) or '?'}|{uuid.uuid4().hex[:8]}"
+OWNER = (f"v2|{MACHINE}|{os.getpid()}|{process_start(os.getpid()) or '?'}|{uuid.uuid4().hex[:8]}@"
+         + worker_name().replace("|", "/"))
 
 
 def dead_here(owner: Optional[str]) -> bool:

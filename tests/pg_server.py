@@ -28,7 +28,9 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self):
+    def __init__(self, durable: bool = False):
+        """durable: sync commits to disk as a real server does (the tests do not: faster, same semantics)."""
+        self.durable = durable
         self.bindir = _bindir()
         self.folder: Optional[Path] = None
         self.port = 0
@@ -67,8 +69,9 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Start the server (again, after stop()) on its port."""
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.folder / "data"), "-o", options, "-l", str(self.folder / "log"), "-w",
                   "-t", "30", "start")
 

@@ -71,6 +71,8 @@ def test_an_identical_request_on_two_workers_is_submitted_once(fal, short_file, 
     first.stdin.write("go\n")
     first.stdin.flush()
     wait_for(lambda: fal.submissions or first.poll() is not None)
+    ((owner, state),) = books("SELECT owner, state FROM requests")
+    assert state == "submitting" and owner.endswith("@gpu-1")  # the claim names its worker
     second = worker(tmp_path, "gpu-2", "one team", [7])
     assert results(second) == [48000] and results(first, go=False) == [48000]
     assert len(fal.submissions) == 1
