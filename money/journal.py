@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Callable, Dict, NamedTuple, Optional
 
 from ..core import comfy, secrets
-from ..core.errors import FalAudioError
 from ..core.log import get_logger
 from . import ledger
 from .ledger import ACCEPTED, OPEN, RESERVED, REUSED, SETTLED, UNPAID

@@ -251,7 +251,6 @@ def test_same_clip_is_uploaded_once(fal, nodes):
 # --- the journal itself ------------------------------------------------------------------------
 
 def test_concurrent_claims_let_exactly_one_writer_submit(tmp_path):
-    journal = pack_module("money.journal")
     path = tmp_path / "journal.sqlite3"
     owners = []
 

@@ -226,7 +226,6 @@ def test_a_live_owner_is_waited_for_until_it_is_gone(fal, nodes, shared_dirs):
 
 
 def test_a_foreign_claim_is_taken_over_only_when_its_lease_ran_out(tmp_path):
-    journal = pack_module("money.journal")
     book = journal_at(tmp_path / "journal.sqlite3")
     assert book.claim("ours", "fal-ai/x") is None
     foreign = "v2|another-machine|4242|1234|abcd1234"

@@ -265,7 +265,6 @@ def test_one_5xx_on_a_fresh_download_is_retried(fal, nodes, short_file):
 
 def test_every_string_the_journal_stores_is_scrubbed_of_the_key(pack, tmp_path):
     secrets = pack_module("core.secrets")
-    journal = pack_module("money.journal")
     secrets.register(CANARY_KEY)
     book = journal_at(tmp_path / "journal.sqlite3")
     encoded = base64.b64encode(f"user:{CANARY_KEY}".encode()).decode()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from books import books
-from support import LYRIA, PACK_DIR, SUBMIT, defaults, lyria, pack_module, run_node
+from support import PACK_DIR, SUBMIT, defaults, lyria, pack_module, run_node
 
 WORKER = (
     "import asyncio, json, sys\n"
