@@ -63,8 +63,11 @@ class PostgresServer:
         if done.returncode:
             raise RuntimeError(f"{tool} failed: {(done.stderr or done.stdout).strip()[-500:]}")
 
+    def running(self) -> bool:
+        return bool(self.folder) and (self.folder / "data" / "postmaster.pid").exists()
+
     def stop(self, mode: str = "fast") -> None:
-        if self.folder and (self.folder / "data" / "postmaster.pid").exists():
+        if self.running():
             self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", mode, "-w", "stop")
 
     def restart(self) -> None:

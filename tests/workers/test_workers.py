@@ -189,6 +189,8 @@ def test_the_database_going_away_mid_run_loses_nothing_from_the_books(fal, nodes
     finally:
         for timer in comeback:
             timer.join()
+        if not postgres_server.running():  # the test stopped early: the next tests need it
+            postgres_server.restart()
     assert audio["waveform"].shape[-1] == 48000 and len(fal.submissions) == 1
     rid = fal.submissions[0].request_id
     assert books("SELECT state, request_id FROM requests") == [("completed", rid)]
