@@ -245,8 +245,8 @@ def serve_every_model(fal, nodes):
     """Answer like the real services, with short low-rate files (ACE-Step: as long as asked, else 40 s)."""
     for name, cls in nodes.items():
         endpoint = getattr(cls, "ENDPOINT", "")
-        if not endpoint or (fal.has_model(endpoint) and "result_files" in vars(cls)):
-            continue  # stems, a transcript: the emulator's realistic model of the endpoint answers
+        if not endpoint or (fal.has_model(endpoint) and ("result_files" in vars(cls) or catalog_model(endpoint))):
+            continue  # stems, a transcript, a generated node: the emulator's model of the endpoint answers
 
         def handler(payload, cls=cls, endpoint=endpoint):
             seconds = float(payload.get("duration", 40.0)) if endpoint.startswith("fal-ai/ace-step") else 2.0

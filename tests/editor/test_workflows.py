@@ -8,6 +8,7 @@ and that no API key can be in it. Then each workflow is run as ComfyUI would run
 fal emulator, with the core nodes stubbed.
 """
 
+import io
 import json
 import math
 import re
@@ -15,8 +16,11 @@ import re
 import pytest
 import torch
 
-from emulator_models import serve_every_model
-from support import CANARY_KEY, PACK_DIR, run_node
+from emulator_models import FakeVideo, mp4_with_sound, serve_every_model
+from support import CANARY_KEY, PACK_DIR, pack_module, run_node
+
+decode_audio = pack_module("media.audio").decode
+video_file = pack_module("media.video").video_file
 
 FOLDER = PACK_DIR / "example_workflows"
 FILES = sorted(FOLDER.glob("*.json"))
@@ -26,11 +30,13 @@ FAL_KEY_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 KEY_WIDGETS = {"key", "api_key", "fal_key"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 # COMBOs of the files in ComfyUI's input folder: any file name of the right kind.
-AUDIO_FILE, IMAGE_FILE = "AUDIO_FILE", "IMAGE_FILE"
-WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", AUDIO_FILE, IMAGE_FILE)
+AUDIO_FILE, IMAGE_FILE, VIDEO_FILE = "AUDIO_FILE", "IMAGE_FILE", "VIDEO_FILE"
+WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", AUDIO_FILE, IMAGE_FILE, VIDEO_FILE)
 # Editor-only nodes: never executed, saved without the S&R property.
 VIRTUAL = {"Note", "MarkdownNote"}
 MAX_RESOLUTION = 16384
+# Sample rates the emulator answers with: the hand-written nodes' files, the catalog's, MMAudio's videos.
+EMULATOR_RATES = (8000, 16000, 44100)
 
 # The core nodes the examples use, as ComfyUI declares them: INPUT_TYPES, outputs (name, type),
 # and widgets that exist only in the editor, with the value the editor saves for them.
@@ -43,6 +49,9 @@ CORE = {
                       outputs=[("AUDIO", "AUDIO")], ui_widgets=[("audioUI", None), ("upload", None)]),
     "LoadImage": dict(inputs={"required": {"image": (IMAGE_FILE, {"image_upload": True})}},
                       outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], ui_widgets=[("upload", "image")]),
+    "LoadVideo": dict(inputs={"required": {"file": (VIDEO_FILE, {"video_upload": True})}},
+                      outputs=[("VIDEO", "VIDEO")], ui_widgets=[("upload", "image")]),
+    "PreviewAny": dict(inputs={"required": {"source": ("*", {})}}, outputs=[("STRING", "STRING")]),
     "RepeatImageBatch": dict(inputs={"required": {"image": ("IMAGE",),
                                                   "amount": ("INT", {"default": 1, "min": 1, "max": 4096})}},
                              outputs=[("IMAGE", "IMAGE")]),
@@ -86,7 +95,7 @@ def is_widget(kind):
 
 
 def widget_type(kind):
-    return "COMBO" if isinstance(kind, list) or kind in (AUDIO_FILE, IMAGE_FILE) else kind
+    return "COMBO" if isinstance(kind, list) or kind in (AUDIO_FILE, IMAGE_FILE, VIDEO_FILE) else kind
 
 
 def declared(nodes, node_type):
@@ -122,6 +131,8 @@ def fits(kind, opts, value):
         return isinstance(value, str) and re.search(r"\.(wav|mp3|flac|ogg|m4a|aac)$", value) is not None
     if kind == IMAGE_FILE:
         return isinstance(value, str) and re.search(r"\.(png|jpe?g|webp)$", value) is not None
+    if kind == VIDEO_FILE:
+        return isinstance(value, str) and re.search(r"\.(mp4|webm|mov|mkv)$", value) is not None
     if kind == "STRING":
         return isinstance(value, str)
     if kind == "BOOLEAN":
@@ -149,7 +160,12 @@ def test_the_examples_cover_every_model_node_and_the_issue_2_pairs(nodes):
                  ("FalAudioAceStep", "FalAudioAceStepInpaint"), ("FalAudioAceStepInpaint", "FalAudioAceStepOutpaint"),
                  ("FalAudioAceStepOutpaint", "SaveAudio"), ("FalAudioAceStep", "FalAudioMiniMaxMusic"),
                  ("FalAudioMiniMaxMusic", "SaveAudio"), ("LoadAudio", "FalAudioDiffRhythm"),
-                 ("EmptyImage", "CreateVideo"), ("CreateVideo", "SaveVideo")]:
+                 ("EmptyImage", "CreateVideo"), ("CreateVideo", "SaveVideo"),
+                 # issue 20's examples of generated nodes
+                 ("FalAudioMinimaxVoiceClone", "FalAudioMiniMaxSpeech28HD"), ("LoadVideo", "FalAudioKlingVideoVideoToAudio"),
+                 ("FalAudioKlingVideoVideoToAudio", "SaveVideo"), ("FalAudioElevenlabsTextToDialogueElevenV3", "SaveAudio"),
+                 ("FalAudioElevenlabsSpeechToTextScribeV2", "PreviewAny"), ("LoadAudio", "FalAudioSamAudioSeparate"),
+                 ("FalAudioSamAudioSeparate", "SaveAudio")]:
         assert edge in edges, edge
     assert any(target == "CreateVideo" and origin.startswith("FalAudio") for origin, target in edges)
 
@@ -222,7 +238,8 @@ def test_links_join_outputs_and_inputs_of_the_same_type(path, nodes):
         output, entry = source["outputs"][origin_slot], dest["inputs"][target_slot]
         assert link_id in (output["links"] or []) and entry["link"] == link_id, link
         _, declared_outputs = node_spec(nodes, source["type"])[:2]
-        assert output["type"] == declared_outputs[origin_slot][1] == kind == entry["type"], link
+        assert output["type"] == declared_outputs[origin_slot][1] == kind, link
+        assert entry["type"] in (kind, "*"), link  # "*": an input of any type (Preview as Text)
         assert source["order"] < dest["order"], f"{link}: runs before its input exists"
     # Every reference from a node is in the link table, pointing back at that node and slot.
     for node in data["nodes"]:
@@ -282,7 +299,19 @@ class CoreStubs:
             return ({"waveform": mixed[inputs["merge_method"]], "sample_rate": inputs["audio1"]["sample_rate"]},)
         if node_type == "CreateVideo":
             return ({"images": inputs["images"], "audio": inputs.get("audio"), "fps": inputs["fps"]},)
+        if node_type == "LoadVideo":  # a file in the input folder, as comfy_api's VideoFromFile
+            return (FakeVideo(io.BytesIO(mp4_with_sound(1.5))),)
+        if node_type == "PreviewAny":
+            return (inputs["source"],)
         return ()
+
+
+def sent(payload: dict, cls, name: str):
+    """A node input's value in the request: under its fal field name (OVERRIDES), nested where the node nests it."""
+    field = cls.OVERRIDES.get(name, name)
+    for key in cls.NESTED.get(field, field).split("."):
+        payload = payload[key]
+    return payload
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
@@ -321,13 +350,29 @@ def test_example_runs_against_fal(path, fal, nodes):
         (payload,) = [s.payload for s in fal.submissions if s.endpoint == endpoint]
         for entry in node["inputs"]:
             if entry.get("widget") and entry["link"] is not None:
-                assert payload[entry["name"]] == calls[node["id"]][entry["name"]], entry["name"]
+                value = calls[node["id"]][entry["name"]]
+                assert sent(payload, nodes[node["type"]], entry["name"]) == value, entry["name"]
+                assert isinstance(value, (str, int, float)) and value != "", entry["name"]
     # What reached the core output nodes is AUDIO as ComfyUI defines it.
     finals = [inputs for node_type, inputs in core.received if node_type in ("SaveAudio", "PreviewAudio")]
     finals += [inputs for node_type, inputs in core.received if node_type == "CreateVideo"]
+    # A VIDEO from a fal node reaching Save Video carries a soundtrack.
+    videos = [inputs["video"] for node_type, inputs in core.received
+              if node_type == "SaveVideo" and not isinstance(inputs["video"], dict)]
+    for video in videos:
+        finals.append({"audio": decode_audio(video_file(video, "Save Video", "video")[0])})
+    # Text shown by Preview as Text is what the fal node put out: SRT cues from an srt output.
+    for node in data["nodes"]:
+        if node["type"] == "PreviewAny":
+            (entry,) = node["inputs"]
+            _, origin, slot, _, _, _ = links[entry["link"]]
+            shown = calls[node["id"]]["source"]
+            assert isinstance(shown, str) and shown.strip(), shown
+            if next(n for n in data["nodes"] if n["id"] == origin)["outputs"][slot]["name"] == "srt":
+                assert re.match(r"1\n00:00:00,000 --> 00:00:\d\d,\d{3}\n\S", shown), shown
     assert finals
     for inputs in finals:
         audio = inputs["audio"]
         wave = audio["waveform"]
         assert wave.dtype == torch.float32 and wave.dim() == 3 and wave.shape[0] >= 1 and wave.shape[1] in (1, 2)
-        assert audio["sample_rate"] == 8000 and wave.shape[-1] > 0
+        assert audio["sample_rate"] in EMULATOR_RATES and wave.shape[-1] > 0

@@ -30,6 +30,22 @@ def grey_png(path: Path, width=64, height=64):
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def grey_mp4(path: Path, seconds=2.0, fps=8, size=32):
+    """A short silent H.264 MP4 of grey frames (what Load Video reads; the soundtrack comes from fal)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for index in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 96, np.uint8), format="rgb24")
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
 def make_input_files(server, workflow: dict, object_info: dict) -> list:
     """Every file a loader node of the workflow names (a COMBO with an upload flag: LoadAudio, LoadImage, ...),
     made in the server's input folder so the workflow runs as saved."""
@@ -54,6 +70,8 @@ def make_input_files(server, workflow: dict, object_info: dict) -> list:
                         tone_wav(target)
                     elif media == "image":
                         grey_png(target)
+                    elif media == "video":
+                        grey_mp4(target)
                     else:
                         raise AssertionError(f"{node['type']}: no test file for a {media} input")
                     made.append(target)

@@ -134,7 +134,7 @@ def test_example_runs_through_post_prompt(path, server, editor, fal, pack_nodes,
     for file in files:
         assert file.is_file() and file.stat().st_size > 0, file
         samples, rate = decode_audio(file)
-        assert len(samples) > rate // 2, f"{file.name}: {len(samples)} samples"
+        assert len(samples) >= rate // 2, f"{file.name}: {len(samples)} samples"  # the catalog answers 0.5 s
         found = dominant_hz(samples, rate)
         assert any(abs(found - tone) < 5 for tone in tones), f"{file.name}: {found:.0f} Hz, fal returned {tones}"
     # Each paid request's original file is kept, named after fal's request id.
