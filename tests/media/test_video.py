@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from emulator_models import serve_every_endpoint, video_result
+from emulator_models import FakeVideo, serve_every_endpoint, video_result
 from support import PACK_DIR, defaults, load_pack, run_node
 
 VIDEO = "FalAudioMMAudioVideoToAudio"
@@ -117,15 +117,94 @@ def test_impossible_clips_are_refused_before_any_request(fal, nodes, count, fps,
 def test_the_video_node_is_declared_like_the_text_node(nodes):
     cls = nodes[VIDEO]
     assert cls.ENDPOINT == ENDPOINT and cls.RESULT_FILE == "video" and cls.RETURN_TYPES == ("AUDIO",)
-    required = cls.INPUT_TYPES()["required"]
-    assert list(required)[:3] == ["images", "frame_rate", "prompt"]
-    assert required["images"][0] == "IMAGE" and required["frame_rate"][1]["default"] == 24.0
+    required, optional = cls.INPUT_TYPES()["required"], cls.INPUT_TYPES()["optional"]
+    # Frames or a VIDEO: both optional sockets (exactly one must be connected); widgets in their saved order.
+    assert list(required)[:2] == ["frame_rate", "prompt"] and list(optional) == ["images", "video", "fal_client"]
+    assert optional["images"][0] == "IMAGE" and optional["video"][0] == "VIDEO"
+    assert required["frame_rate"][1]["default"] == 24.0
     assert required["duration"][1]["default"] == 0.0 and "match the frames" in required["duration"][1]["tooltip"]
-    assert "30 s" in required["images"][1]["tooltip"] and "pack limit" in required["images"][1]["tooltip"]
+    assert "30 s" in optional["images"][1]["tooltip"] and "pack limit" in optional["images"][1]["tooltip"]
     text = nodes["FalAudioMMAudioTextToAudio"].INPUT_TYPES()["required"]
-    assert [n for n in text if n != "duration"] == [n for n in required if n not in ("images", "frame_rate",
-                                                                                     "duration")]
+    assert [n for n in text if n != "duration"] == [n for n in required if n not in ("frame_rate", "duration")]
     assert required["seed"][1]["max"] == 65535 and required["seed"][1]["control_after_generate"] == "fixed"
+
+
+def grey_mp4(seconds, fps, sound=False):
+    """An H.264 MP4 of grey frames (what Load Video gives the node), optionally with its own AAC track."""
+    import av
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        if sound:
+            track = out.add_stream("aac", rate=8000, layout="mono")
+        for index in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 100, np.uint8), format="rgb24")
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+        if sound:
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            chunk.sample_rate = 8000
+            out.mux(track.encode(chunk))
+            out.mux(track.encode(None))
+    return buffer.getvalue()
+
+
+def test_a_video_is_uploaded_as_its_file_and_its_own_length_counts(fal, nodes):
+    data = grey_mp4(2.5, 10, sound=True)
+    fal.set_handler(ENDPOINT, lambda payload: video_result(fal, 3.0))  # a little more than asked: trimmed
+    (audio,) = run_node(nodes[VIDEO], **defaults(nodes[VIDEO], video=FakeVideo(io.BytesIO(data)), frame_rate=5.0,
+                                                  prompt="rain on a tin roof", takes=2))
+    assert len(fal.uploads) == 1 and fal.uploads[0].data == data and fal.uploads[0].content_type == "video/mp4"
+    assert fal.uploads[0].file_name.endswith(".mp4")
+    # The video's 2.5 s, not frame_rate (5 fps would make nothing of it): sent, priced and returned.
+    assert [s.payload["duration"] for s in fal.submissions] == [2.5, 2.5]
+    assert {s.payload["video_url"] for s in fal.submissions} == {fal.uploads[0].url}
+    assert fal.submissions[0].payload["prompt"] == "rain on a tin roof"
+    assert audio["sample_rate"] == 44100 and tuple(audio["waveform"].shape) == (2, 2, round(2.5 * 44100))
+
+
+def test_requeueing_the_same_video_pays_once(fal, nodes):
+    fal.set_handler(ENDPOINT, lambda payload: video_result(fal, 2.0))
+    data = grey_mp4(2.0, 8)
+    first = run_node(nodes[VIDEO], **defaults(nodes[VIDEO], video=FakeVideo(io.BytesIO(data))))[0]
+    second = run_node(nodes[VIDEO], **defaults(nodes[VIDEO], video=FakeVideo(io.BytesIO(data))))[0]
+    assert len(fal.submissions) == 1 and len(fal.uploads) == 1
+    assert torch.equal(first["waveform"], second["waveform"])
+
+
+def test_a_video_longer_than_the_duration_asked_keeps_its_length(fal, nodes):
+    fal.set_handler(ENDPOINT, lambda payload: video_result(fal, payload["duration"], rate=16000, channels=1))
+    (audio,) = run_node(nodes[VIDEO], **defaults(nodes[VIDEO], video=FakeVideo(io.BytesIO(grey_mp4(4.0, 12))),
+                                                  duration=1.5))
+    assert fal.submissions[0].payload["duration"] == 1.5
+    assert tuple(audio["waveform"].shape) == (1, 1, 4 * 16000)  # padded with silence to the video's 4 s
+    assert audio["waveform"][0, 0, -16000:].abs().max() == 0
+
+
+@pytest.mark.parametrize("inputs, field, rule", [
+    (dict(), "images", "is not connected: connect video frames (an IMAGE batch) to 'images' or a VIDEO to 'video'"),
+    (dict(images=frames(48, 8, 8), video=FakeVideo(io.BytesIO(grey_mp4(2.0, 8)))), "images",
+     "and 'video' are both connected: connect only one of them"),
+    (dict(video=FakeVideo(io.BytesIO(grey_mp4(31.0, 2)))), "video",
+     "lasts 31.00 s at 2 fps; MMAudio takes at most 30 s of video (pack limit)"),
+    (dict(video=FakeVideo(io.BytesIO(grey_mp4(0.5, 8)))), "video", "MMAudio needs at least 1 s of video"),
+    (dict(video=FakeVideo(io.BytesIO(grey_mp4(2.0, 8))), duration=3.0), "duration",
+     "is 3 s but the video lasts 2.00 s"),
+    (dict(video=FakeVideo(io.BytesIO(b"RIFF\x24\x00\x00\x00WAVEfmt "))), "video", "states no length"),
+    (dict(video="clip.mp4"), "video", "is not a VIDEO"),
+])
+def test_a_missing_doubled_or_impossible_video_is_refused_before_any_request(fal, nodes, inputs, field, rule):
+    with pytest.raises(ValueError) as caught:
+        run_node(nodes[VIDEO], **defaults(nodes[VIDEO], **inputs))
+    message = str(caught.value)
+    assert message.startswith(f"MMAudio v2 Video to Audio (fal): '{field}' ")
+    assert rule in message and message.endswith("Nothing was sent to fal.")
+    assert fal.submissions == [] and fal.uploads == [] and fal.requests == []
 
 
 # ------------------------------------------------------------------ every AUDIO output, into a video
@@ -138,6 +217,8 @@ REFERENCE = {"waveform": 0.3 * torch.sin(torch.linspace(0, 31 * 2 * math.pi * 22
 def minimal_inputs(fal, name, cls):
     """Widget defaults plus the smallest valid value for every required socket and empty text."""
     values = defaults(cls)
+    if name == VIDEO:  # its frames are an optional socket (or a VIDEO instead)
+        values["images"] = frames(24, 16, 16)
     for field, (kind, *options) in cls.INPUT_TYPES()["required"].items():
         if kind == "AUDIO":
             values[field] = REFERENCE
