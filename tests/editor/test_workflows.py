@@ -165,7 +165,7 @@ def test_the_examples_cover_every_model_node_and_the_issue_2_pairs(nodes):
                  ("FalAudioMinimaxVoiceClone", "FalAudioMiniMaxSpeech28HD"), ("LoadVideo", "FalAudioKlingVideoVideoToAudio"),
                  ("FalAudioKlingVideoVideoToAudio", "SaveVideo"), ("FalAudioElevenlabsTextToDialogueElevenV3", "SaveAudio"),
                  ("FalAudioElevenlabsSpeechToTextScribeV2", "PreviewAny"), ("LoadAudio", "FalAudioSamAudioSeparate"),
-                 ("FalAudioSamAudioSeparate", "SaveAudio")]:
+                 ("FalAudioSamAudioSeparate", "SaveAudio"), ("LoadVideo", "FalAudioMMAudioVideoToAudio")]:
         assert edge in edges, edge
     assert any(target == "CreateVideo" and origin.startswith("FalAudio") for origin, target in edges)
 
