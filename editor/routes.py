@@ -7,7 +7,7 @@ The price badge on every paid node is fed from here. Prices are looked up on the
 user's key; the answer holds prices and their sources only, never the key. A node the server cannot
 price (a type that is not a name, a widget value that is not a finite number, ...) gets {"error": why}
 and the others their badges: one bad node never fails the whole graph. A body over 1 MB is refused
-unread (413).
+unread (413). The fal panel's routes are in editor/panel.py.
 
 Registered only when ComfyUI's PromptServer is running (it is created before custom nodes load);
 outside ComfyUI (tests, scripts) register() does nothing.
@@ -33,6 +33,9 @@ def register(node_classes: dict) -> bool:
     if getattr(instance, "_fal_audio_routes", False):
         return True
     routes.post(ESTIMATE_PATH)(make_handler(node_classes))
+    from . import panel
+
+    panel.register(instance)  # the fal panel's routes and pushed events (editor/panel.py)
     instance._fal_audio_routes = True
     return True
 
@@ -41,8 +44,11 @@ def make_handler(node_classes: dict):
     async def estimate(request):
         from aiohttp import web
 
+        from ..core.log import own_requests
+
         raw = await _body(request)
-        status, body = TOO_LARGE if raw is None else await answer(node_classes, raw)
+        with own_requests():  # httpx does not log the price lookup (core/log.py)
+            status, body = TOO_LARGE if raw is None else await answer(node_classes, raw)
         return web.json_response(body, status=status)
 
     return estimate

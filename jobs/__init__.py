@@ -4,7 +4,8 @@ The job runner (job: one paid request's story, claim or reuse, submit, follow, k
 Cancel-aware sleeps, retried calls, following a request on fal until it completes), its input files (uploads)
 and result files (keep: download, keep, decode), what a request keeps from fal's response (results), the fal
 Client's per-workflow options (options: timeouts, output folder, spend limit, request caps), and the estimate
-before paying and the final status of a run (spend).
+before paying and the final status of a run (spend), and the requests in flight now (live, for the editor's
+fal panel).
 
 May import: core, media, transport, money.
 """

@@ -24,7 +24,7 @@ from ..money.pricing import returned_seconds
 from ..transport import credentials
 from ..transport.gateway import Gateway, SubmitUncertain, http_status
 from ..transport.slots import SLOTS, waiting_text
-from . import uploads, waiting
+from . import live, uploads, waiting
 from .keep import FileExpired, Keeper
 from .options import CallOptions
 from .results import Locator, single
@@ -97,9 +97,13 @@ class Job:
         self.booked: Optional[Booked] = None
         # How long a 404 of the status is asked again: only right after this job's own submit.
         self._grace = 0.0
+        # For the editor's fal panel (jobs/live.py): fal's id of the request followed, why a cancel stops it.
+        self.request_id: Optional[str] = None
+        self.cancel_why = "cancelled by the user"
 
     def _say(self, text: str) -> None:
         self.progress.text(f"{self.label}{text}")
+        live.said(self, text)
 
     async def _book(self, step: Callable, *args, **options):
         """Run a journal step of this request; keep the ledger row it booked."""
@@ -117,10 +121,14 @@ class Job:
         return RequestFailed(message)
 
     async def run(self) -> JobResult:
+        live.started(self)
         try:
             return await self._run()
+        except asyncio.CancelledError as exc:
+            raise live.stopped(self, exc) from None  # the fal panel's Cancel ends the run with its own error
         finally:
             SLOTS.release(self)  # the request slot taken before the submit, if any
+            live.ended(self)
 
     async def _run(self) -> JobResult:
         """One paid request: claim it in the journal, submit it, follow it, keep its result."""
@@ -212,10 +220,10 @@ class Job:
         except BaseException:
             # Cancel while that write waits for the lock: it is still made (in order), and the request
             # is stopped on fal meanwhile rather than left billing.
-            await self._cancel(request_id, "cancelled by the user")
+            await self._cancel(request_id, self.cancel_why)
             raise
         if cancelled:  # Cancel came while fal was answering the submit: stop it now that we know its id
-            await self._cancel(request_id, "cancelled by the user")
+            await self._cancel(request_id, self.cancel_why)
             raise asyncio.CancelledError
         return request_id
 
@@ -241,12 +249,13 @@ class Job:
 
     async def _follow(self, request_id: str) -> JobResult:
         """Follow the request until fal completes it, fetch its result, keep and decode its files."""
+        self.request_id = request_id
         try:
             done = await Follow(self.gateway, self.endpoint, request_id, self._grace).until_done(
                 self.options, self.started, self._say, self.progress, lambda why: self._cancel(request_id, why))
         except BaseException as exc:
             if comfy.is_interrupt(exc) or isinstance(exc, asyncio.CancelledError):
-                await self._cancel(request_id, "cancelled by the user")
+                await self._cancel(request_id, self.cancel_why)
                 raise
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError):
                 if http_status(exc) == 404:

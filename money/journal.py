@@ -636,6 +636,25 @@ class Journal:
             (key, endpoint, ledger.today(), REUSED, request_id, now, now, WORKER))
         return Booked(REUSED, 0.0, 0.0, request_id)
 
+    def fetched(self, key: str, endpoint: str, request_id: str, response: dict, files: Dict[str, Path]) -> Booked:
+        """A finished request's result fetched from fal by its id (nothing new paid): kept like any result
+        (reused by the next fetch) and booked as a $0 row."""
+        now, paths = time.time(), {name: str(path) for name, path in files.items()}
+
+        def write(conn):
+            conn.execute("DELETE FROM requests WHERE identity=?", (key,))
+            conn.execute("INSERT INTO requests (identity, endpoint, state, request_id, response, file_path, files,"
+                         " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (key, endpoint, COMPLETED, request_id, secrets.redact(json.dumps(response)),
+                          next(iter(paths.values()), None), json.dumps(paths), now, now))
+            conn.execute("INSERT INTO ledger (identity, endpoint, day, state, request_id, estimate_usd, cost_usd,"
+                         " detail, created, updated, worker) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?)",
+                         (key, endpoint, ledger.today(), REUSED, request_id, "result fetched by request id", now, now,
+                          WORKER))
+            return Booked(REUSED, 0.0, 0.0, request_id)
+
+        return self._step(write)
+
     # -- what the books say: the daily limit, the fal Spend report ---------------------------------------
 
     def check_limit(self, endpoint: str, planned: list, limit: float) -> None:
@@ -657,9 +676,27 @@ class Journal:
 
     def spend_report(self, limit: float = 0.0) -> tuple:
         """The fal Spend node's text and today's spend in USD."""
-        rows = self._connect().execute("SELECT day, endpoint, state, estimate_usd, cost_usd, worker FROM ledger"
-                                       " WHERE day>=? ORDER BY id", (ledger.first_day(),)).fetchall()
-        return ledger.report(rows, limit)
+        return ledger.report(self.ledger_rows(), limit)
+
+    def ledger_rows(self, days: int = ledger.REPORT_DAYS) -> list:
+        """The ledger rows of the last `days` days, oldest first: (day, endpoint, state, estimate_usd, cost_usd,
+        worker)."""
+        return self._connect().execute("SELECT day, endpoint, state, estimate_usd, cost_usd, worker FROM ledger"
+                                       " WHERE day>=? ORDER BY id", (ledger.first_day(days),)).fetchall()
+
+    def results(self, count: int = 50, request_id: Optional[str] = None) -> list:
+        """The newest paid or reused results (or those of one request id), newest first: dicts of the ledger
+        row (time, endpoint, state, request_id, identity, cost_usd) and the request's kept `files` (name -> path)."""
+        one = " AND l.request_id = ?" if request_id else ""
+        rows = self._connect().execute(
+            "SELECT l.updated, l.endpoint, l.state, l.request_id, l.identity, l.cost_usd, r.files, r.file_path"
+            " FROM ledger l LEFT JOIN requests r"
+            " ON r.identity = l.identity AND r.request_id = l.request_id AND r.state = ?"
+            f" WHERE l.state IN (?, ?) AND l.request_id IS NOT NULL{one} ORDER BY l.id DESC LIMIT ?",
+            (COMPLETED, SETTLED, REUSED, *([request_id] if request_id else []), count)).fetchall()
+        names = ("time", "endpoint", "state", "request_id", "identity", "cost_usd")
+        return [{**dict(zip(names, row[:6])),
+                 "files": json.loads(row[6]) if row[6] else ({"audio": row[7]} if row[7] else {})} for row in rows]
 
     # -- moving over: an existing SQLite journal into this one ----------------------------------------------
 

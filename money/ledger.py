@@ -102,26 +102,28 @@ def possibly_billed(estimate: Optional[float]) -> str:
     return f"It is counted as possibly billed ({amount}) in the pack's spend and against today's spend limit."
 
 
+def spend(rows: list) -> tuple:
+    """(USD, rows at an unknown price, rows not finished yet, rows possibly billed) of ledger rows
+    (day, endpoint, state, estimate_usd, cost_usd[, worker]): the one sum behind the report and the editor's panel."""
+    total, unknown, flying, possibly = 0.0, 0, 0, 0
+    for _, _, state, estimate, cost, *_ in rows:
+        if state == SETTLED:
+            if cost is None:
+                unknown += 1
+            total += cost or 0.0
+        elif state in AT_ESTIMATE:
+            flying += state in OPEN
+            possibly += state == UNCERTAIN
+            if estimate is None:
+                unknown += 1
+            total += estimate or 0.0
+    return total, unknown, flying, possibly
+
+
 def report(rows: list, limit: float = 0.0) -> tuple:
     """The fal Spend node's text and today's spend in USD, from the ledger rows of the report's
     days: (day, endpoint, state, estimate_usd, cost_usd[, worker]), oldest first."""
     day, first = today(), first_day()
-
-    def spend(rows):
-        total, unknown, flying, possibly = 0.0, 0, 0, 0
-        for _, _, state, estimate, cost, *_ in rows:
-            if state == SETTLED:
-                if cost is None:
-                    unknown += 1
-                total += cost or 0.0
-            elif state in AT_ESTIMATE:
-                flying += state in OPEN
-                possibly += state == UNCERTAIN
-                if estimate is None:
-                    unknown += 1
-                total += estimate or 0.0
-        return total, unknown, flying, possibly
-
     paid_states = (SETTLED, *AT_ESTIMATE)
 
     def paid(rows):

@@ -360,3 +360,9 @@ def _api_price(endpoint: str, row: dict, source: str) -> Price:
     # fal's answer has no rounding rule; the table knows where fal bills started units.
     rounding = bool((table().get(endpoint) or {}).get("round_up"))
     return Price(endpoint, float(row["unit_price"]), str(row["unit"]), source, rounding)
+
+
+def fetched(endpoint: str) -> Optional[float]:
+    """When fal's pricing API last answered for `endpoint` (a Unix time), from the cache; None if never."""
+    row = _read_cache().get(endpoint)
+    return (_fetched(row) or None) if isinstance(row, dict) else None

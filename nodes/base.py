@@ -278,7 +278,10 @@ class FalAudioNode:
         # Each run works on a copy of the node: ComfyUI runs the items of a list input concurrently on one
         # instance, and a run keeps on the node what it planned (e.g. the any-endpoint node's endpoint) and
         # its progress.
-        return await copy.copy(self)._generate(fal_client, unique_id, **inputs)
+        from ..core.log import own_requests
+
+        with own_requests():  # httpx does not log the run's requests (core/log.py)
+            return await copy.copy(self)._generate(fal_client, unique_id, **inputs)
 
     async def _generate(self, fal_client: "CallOptions" = None, unique_id=None, **inputs):
         from ..core.errors import EndpointGone

@@ -30,13 +30,15 @@ class LoadAudioFromURL:
 
     async def load(self, url, max_megabytes=DEFAULT_MEGABYTES):
         from ..core import validate
+        from ..core.log import own_requests
         from ..media import audio as audio_io
         from ..media.fetch import FetchFailed, display_url, fetch
         from ..media.limits import DecodeError, DecodeLimitExceeded
 
         name = self.DISPLAY_NAME
         validate.widgets(name, self.INPUT_TYPES(), {"url": url, "max_megabytes": max_megabytes})
-        data = await fetch(url, int(float(max_megabytes) * 1_000_000), name)
+        with own_requests():  # httpx does not log the download (core/log.py)
+            data = await fetch(url, int(float(max_megabytes) * 1_000_000), name)
         try:
             # Off the event loop: other nodes of the prompt go on while this decodes.
             return (await asyncio.to_thread(audio_io.decode, data),)

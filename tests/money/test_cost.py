@@ -547,11 +547,15 @@ def test_route_is_registered_only_inside_comfyui(monkeypatch, nodes):
         def post(self, path):
             return lambda handler: registered.append((path, handler)) or handler
 
+        get = post
+
     server = types.ModuleType("server")
     server.PromptServer = type("PromptServer", (), {"instance": types.SimpleNamespace(routes=Routes())})
     monkeypatch.setitem(sys.modules, "server", server)
     assert routes.register(nodes) is True and routes.register(nodes) is True
-    assert [path for path, _ in registered] == ["/fal_audio/estimate"]
+    assert [path for path, _ in registered] == ["/fal_audio/estimate"] + [
+        "/fal_audio/panel/" + name for name in ("spend", "inflight", "recent", "cancel", "play/{request_id}",
+                                                "fetch-again")]
 
 
 def test_badge_logic_in_javascript_applies_the_route_answer(fal, nodes, comfy, tmp_path):

@@ -1,0 +1,340 @@
+"""The editor's fal panel (web/js/fal_panel.js): what is spent, what is in flight on fal, what was kept.
+
+GET  /fal_audio/panel/spend        today's spend, the daily limit and what is left, the last 30 days per day,
+                                   the last 7 days per model with where each price comes from
+GET  /fal_audio/panel/inflight     every request this ComfyUI has on fal now (jobs/live.py)
+POST /fal_audio/panel/cancel       {"request_id"}: cancel it on fal (and the other takes of its node run)
+GET  /fal_audio/panel/recent       the last 50 paid or reused results of the journal
+GET  /fal_audio/panel/play/{id}    a kept result file (?output=name for a request that kept several)
+POST /fal_audio/panel/fetch-again  {"request_id"}: download fal's copy of a kept file that was deleted
+
+Every number comes from the money package's own reads (the journal's ledger rows summed by ledger.spend, the
+sum behind the fal Spend node): the panel and the node agree to the cent. Answers are JSON without the key
+(scrubbed), reads only touch the journal, the ledger and the kept files; a file is served only if it lies
+inside the pack's kept-results folders. The server pushes "fal_audio.panel" events over ComfyUI's websocket
+when a request starts, changes state or ends (throttled): {"requests": [...], "spend": {...}}.
+"""
+
+import asyncio
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+PREFIX = "/fal_audio/panel"
+MAX_BODY = 4096  # a cancel or fetch-again body is one request id
+RECENT = 50
+CHART_DAYS = 30
+EVENT = "fal_audio.panel"
+PUSH_EVERY = 1.0  # seconds: at most one push per second, however many requests change
+
+
+def _json(body) -> dict:
+    """An answer with nothing secret in it."""
+    from ..core.secrets import redact
+
+    return json.loads(redact(json.dumps(body)))
+
+
+def _fail(status: int, message: str) -> tuple:
+    return status, {"error": message}
+
+
+# -- spend ------------------------------------------------------------------------------------------------
+
+def _limit() -> tuple:
+    """(daily limit in USD, where it comes from): the fal Client of this process's newest run, else the
+    environment (as the fal Spend node without a Client)."""
+    from ..core.errors import InvalidInput
+    from ..jobs import live
+    from ..jobs.options import CallOptions
+    from ..money.ledger import ENV_LIMIT
+
+    options = live.latest_options()
+    client = options is not None and options.daily_spend_limit_usd is not None
+    try:
+        limit = (options if client else CallOptions()).spend_limit()
+    except InvalidInput as exc:
+        return 0.0, str(exc)
+    return limit, "the fal Client of the newest run" if client else (ENV_LIMIT if limit else "none set")
+
+
+async def spend() -> dict:
+    from ..money import journal, ledger, pricing
+
+    rows = await asyncio.to_thread(journal.current().ledger_rows, CHART_DAYS)
+    today, week = ledger.today(), ledger.first_day()
+    usd, unknown, flying, possibly = ledger.spend([r for r in rows if r[0] == today])
+    limit, limit_source = _limit()
+    start = datetime.date.today() - datetime.timedelta(days=CHART_DAYS - 1)
+    days = [(start + datetime.timedelta(days=n)).isoformat() for n in range(CHART_DAYS)]
+    per_day = {day: 0.0 for day in days}
+    models: dict = {}
+    for row in rows:
+        if row[0] in per_day:
+            per_day[row[0]] += ledger.spend([row])[0]
+        if row[0] >= week:
+            models.setdefault(row[1], []).append(row)
+    prices = await pricing.lookup(models, None)  # no key: the price cache, else the pack's table (no call)
+    per_model = []
+    for endpoint, group in models.items():
+        total, unknown_here, _, _ = ledger.spend(group)
+        price = prices[endpoint]
+        fetched = pricing.fetched(endpoint) if price.source.startswith("fal API") else None
+        per_model.append({
+            "endpoint": endpoint, "usd": round(total, 6), "text": pricing.money(total),
+            "paid": sum(1 for r in group if r[2] in (ledger.SETTLED, *ledger.AT_ESTIMATE)),
+            "free": sum(1 for r in group if r[2] in (ledger.UNPAID, ledger.REUSED)), "unknown": unknown_here,
+            "price": {"text": price.describe(), "source": price.source,
+                      "fetched": None if fetched is None else
+                      datetime.datetime.fromtimestamp(fetched).isoformat(timespec="seconds")}})
+    per_model.sort(key=lambda model: -model["usd"])
+    return {"today": {"day": today, "usd": round(usd, 6), "text": pricing.money(usd), "in_flight": flying,
+                      "possibly_billed": possibly, "unknown_price": unknown},
+            "limit": {"usd": limit, "text": pricing.money(limit) if limit else "none",
+                      "left_usd": round(max(0.0, limit - usd), 6) if limit else None,
+                      "left_text": pricing.money(max(0.0, limit - usd)) if limit else None, "source": limit_source},
+            "days": [{"day": day, "usd": round(per_day[day], 6), "text": pricing.money(per_day[day])} for day in days],
+            "models": per_model}
+
+
+# -- recent results -----------------------------------------------------------------------------------------
+
+def _seconds(path: Path) -> Optional[float]:
+    """The length of a kept file from its header (PyAV), or None."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return round(container.duration / 1_000_000, 2) if container.duration else None
+    except Exception:  # noqa: BLE001 - a file PyAV cannot read: no length shown
+        return None
+
+
+def recent() -> dict:
+    from ..money import journal, pricing
+
+    items = []
+    for row in journal.current().results(RECENT):
+        files = row["files"]
+        first = Path(next(iter(files.values()))) if files else None
+        kept = first is not None and first.is_file()
+        items.append({"time": datetime.datetime.fromtimestamp(row["time"]).isoformat(timespec="seconds"),
+                      "endpoint": row["endpoint"], "request_id": row["request_id"], "reused": row["state"] == "reused",
+                      "cost_usd": row["cost_usd"], "cost_text": pricing.money(row["cost_usd"]),
+                      "outputs": list(files), "kept": kept, "seconds": _seconds(first) if kept else None})
+    return {"results": items}
+
+
+def _kept_roots() -> list:
+    """The pack's kept-results folders, resolved: the default one (or FAL_AUDIO_OUTPUT_DIR) and ComfyUI's output
+    folder, inside which every fal Client's output_dir must lie."""
+    from ..core import comfy
+
+    return [Path(os.path.realpath(folder)) for folder in (comfy.output_directory(), comfy.output_root())]
+
+
+def _inside_kept_folders(path: Path) -> Optional[Path]:
+    real = Path(os.path.realpath(path))
+    return real if any(root in real.parents for root in _kept_roots()) else None
+
+
+def _request_id(value) -> Optional[str]:
+    from ..transport.gateway import valid_request_id
+
+    return value if valid_request_id(value) else None
+
+
+def _result_of(request_id: str) -> Optional[dict]:
+    from ..money import journal
+
+    found = journal.current().results(1, request_id)
+    return found[0] if found and found[0]["files"] else None
+
+
+def play(request_id: str, output: str = "") -> tuple:
+    """(status, JSON error) or (200, the kept file's path)."""
+    if _request_id(request_id) is None:
+        return _fail(400, "not a fal request id (letters, digits, '-' and '_')")
+    result = _result_of(request_id)
+    if result is None:
+        return _fail(404, f"no kept result of request {request_id} in this ComfyUI's journal")
+    name = output or next(iter(result["files"]))
+    if name not in result["files"]:
+        return _fail(404, f"request {request_id} kept no output named {name[:40]!r}")
+    path = _inside_kept_folders(Path(result["files"][name]))
+    if path is None:
+        return _fail(403, "the kept file lies outside the pack's kept-results folders; it is not served")
+    if not path.is_file():
+        return _fail(404, "the kept file was deleted: use 'fetch again' to download fal's copy (no new charge)")
+    return 200, path
+
+
+def _urls(value) -> list:
+    if isinstance(value, str):
+        return [value] if value.startswith(("https://", "http://", "data:")) else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [url for item in items for url in _urls(item)]
+
+
+async def fetch_again(request_id: str) -> tuple:
+    """Download fal's copy of every deleted file of a kept result, to where it was kept (no request, no charge)."""
+    from ..core.errors import RequestFailed
+    from ..jobs.results import file_name
+    from ..money import journal
+    from ..transport.gateway import Gateway, http_status
+
+    result = await asyncio.to_thread(_result_of, request_id)
+    if result is None:
+        return _fail(404, f"no kept result of request {request_id} in this ComfyUI's journal")
+    entry = await asyncio.to_thread(journal.current().get, result["identity"])
+    urls = _urls(entry.response if entry is not None else None)
+    fetched = []
+    for name, kept in result["files"].items():
+        path = _inside_kept_folders(Path(kept))
+        if path is None:
+            return _fail(403, "the kept file lies outside the pack's kept-results folders; it is not written")
+        if path.is_file():
+            continue
+        url = next((u for u in urls if file_name(result["endpoint"], request_id, name, u) == path.name), None)
+        if url is None:
+            return _fail(409, f"fal's answer for request {request_id} names no file for {name!r}")
+        try:
+            await Gateway("").download(url, path)  # file URLs are public: no key is sent
+        except Exception as exc:  # noqa: BLE001 - told as a message
+            if http_status(exc) in (404, 410):
+                return _fail(410, f"fal no longer has the result of request {request_id} (fal keeps result files "
+                                  "for a limited time); run the node again with a new seed for a new (paid) take")
+            why = str(exc) if isinstance(exc, (RequestFailed, ValueError)) else type(exc).__name__
+            return _fail(502, f"fal's copy of request {request_id} could not be downloaded ({why}); try again")
+        fetched.append(name)
+    return 200, {"request_id": request_id, "fetched": fetched,
+                 "message": f"downloaded fal's copy again ({len(fetched)} file{'s' if len(fetched) != 1 else ''}; "
+                            "no new charge)" if fetched else "the kept file is there: nothing to fetch"}
+
+
+# -- in flight and cancel ----------------------------------------------------------------------------------
+
+def inflight() -> dict:
+    from ..jobs import live
+
+    return {"requests": live.snapshot()}
+
+
+def _request_id_from(raw: bytes):
+    """(request id, None) from a body {"request_id": ...}, or (None, (status, error))."""
+    if len(raw) > MAX_BODY:
+        return None, _fail(413, f"request too large (at most {MAX_BODY} bytes)")
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
+        return None, _fail(400, 'expected JSON: {"request_id": "<fal request id>"}')
+    request_id = _request_id(data["request_id"])
+    if request_id is None:
+        return None, _fail(400, "request_id is not a fal request id (letters, digits, '-' and '_')")
+    return request_id, None
+
+
+async def cancel(raw: bytes) -> tuple:
+    from ..jobs import live
+    from ..money import journal
+    from ..money.journal import SUBMITTED
+
+    request_id, failure = _request_id_from(raw)
+    if failure:
+        return failure
+    job = live.find(request_id)
+    entry = None if job is None else await asyncio.to_thread(journal.current().get, job.identity)
+    if entry is None or entry.request_id != request_id or entry.state != SUBMITTED:
+        return _fail(404, f"request {request_id} is not in flight in this ComfyUI (finished, cancelled, or not "
+                          "one of its requests)")
+    return 200, {"cancelling": live.cancel(job)}
+
+
+# -- ComfyUI's server: routes and pushed events --------------------------------------------------------------
+
+def register(instance) -> None:
+    """Add the panel's routes to ComfyUI's server and push its events (called by editor/routes.py)."""
+    from aiohttp import web
+
+    from ..core.log import own_requests
+    from ..jobs import live
+
+    def answer(status: int, body) -> web.Response:
+        return web.json_response(_json(body), status=status)
+
+    async def read(request) -> bytes:
+        """The body, read no further than one byte past MAX_BODY (a huge body is refused, not buffered)."""
+        if (request.content_length or 0) > MAX_BODY:
+            return b" " * (MAX_BODY + 1)
+        data = b""
+        while len(data) <= MAX_BODY:
+            chunk = await request.content.read(MAX_BODY + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    routes = instance.routes
+
+    @routes.get(PREFIX + "/spend")
+    async def _spend(request):
+        return answer(200, await spend())
+
+    @routes.get(PREFIX + "/inflight")
+    async def _inflight(request):
+        return answer(200, inflight())
+
+    @routes.get(PREFIX + "/recent")
+    async def _recent(request):
+        return answer(200, await asyncio.to_thread(recent))
+
+    @routes.post(PREFIX + "/cancel")
+    async def _cancel(request):
+        return answer(*await cancel(await read(request)))
+
+    @routes.get(PREFIX + "/play/{request_id}")
+    async def _play(request):
+        status, found = await asyncio.to_thread(play, request.match_info["request_id"],
+                                                request.query.get("output", "")[:100])
+        return web.FileResponse(found) if status == 200 else answer(status, found)
+
+    @routes.post(PREFIX + "/fetch-again")
+    async def _fetch_again(request):
+        request_id, failure = _request_id_from(await read(request))
+        if failure:
+            return answer(*failure)
+        with own_requests():
+            return answer(*await fetch_again(request_id))
+
+    pusher = Pusher(instance)
+    live.listen(pusher.changed)
+
+
+class Pusher:
+    """Pushes the panel's event over ComfyUI's websocket, at most every PUSH_EVERY seconds."""
+
+    def __init__(self, instance):
+        self.instance, self.due = instance, False
+
+    def changed(self, event: str) -> None:
+        """From any thread: a request started, changed state or ended."""
+        loop = getattr(self.instance, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._schedule)
+
+    def _schedule(self) -> None:
+        if not self.due:
+            self.due = True
+            asyncio.get_running_loop().call_later(PUSH_EVERY, lambda: asyncio.ensure_future(self.push()))
+
+    async def push(self) -> None:
+        self.due = False
+        try:
+            body = {"requests": inflight()["requests"], "spend": await spend()}
+        except Exception:  # noqa: BLE001 - the panel asks again at its next refresh
+            return
+        self.instance.send_sync(EVENT, _json(body))
