@@ -132,7 +132,7 @@ def stopped(jobs: list, exc: BaseException, started: float) -> str:
 
 
 def _stopped(jobs: list, exc: BaseException, started: float) -> str:
-    cancelled = comfy.is_interrupt(exc) or exc.__class__.__name__ == "CancelledError"
+    cancelled = comfy.is_interrupt(exc) or exc.__class__.__name__ in ("CancelledError", "CancelledFromPanel")
     what = "Cancelled" if cancelled else "Failed"
     booked = [job.booked for job in jobs if job.booked is not None]
     paid = sum(b.cost or 0.0 for b in booked if b.state == SETTLED)

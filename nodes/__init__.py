@@ -26,6 +26,7 @@ from .lyria3 import Lyria3
 from .minimax_v26 import MiniMaxMusicV26
 from .any_endpoint import FalAnyEndpoint
 from .catalog import NODE_CLASSES
+from .result_by_id import FalResultByRequestID
 from .stable_audio import StableAudio25AudioToAudio, StableAudio25Inpaint, StableAudio25TextToAudio
 
 # Class names are prefixed so they cannot collide with other packs' node types.
@@ -63,6 +64,7 @@ _NODES = {
     "FalAudioStableAudio25Inpaint": StableAudio25Inpaint,
     "FalAudioLyria3": Lyria3,
     "FalAudioAnyEndpoint": FalAnyEndpoint,
+    "FalAudioResultByRequestID": FalResultByRequestID,
 }
 
 # Every catalog endpoint without a node above: generated from data/catalog.json (nodes/catalog.py).

@@ -190,7 +190,7 @@ def test_two_takes_in_flight_and_the_panels_cancel_stops_both_on_fal(fal, nodes,
     assert type(error).__name__ == "CancelledFromPanel" and "cancelled from the fal panel" in str(error)
     assert panel.inflight()["requests"] == []
     assert "started" in events and "changed" in events and "ended" in events
-    assert comfy.texts()[-1].startswith("Cancelled after ") or "$0 paid" in comfy.texts()[-1]
+    assert comfy.texts()[-1].startswith("Cancelled after ") and "$0 paid" in comfy.texts()[-1]
     assert asyncio.run(panel.spend())["today"]["usd"] == 0
     details = pack_module("money.journal").current()._connect().execute(
         "SELECT state, detail FROM ledger").fetchall()
