@@ -218,8 +218,9 @@ async def fetch_again(request_id: str) -> tuple:
 
 def inflight() -> dict:
     from ..jobs import live
+    from ..money.pricing import money
 
-    return {"requests": live.snapshot()}
+    return {"requests": [{**row, "estimate_text": money(row["estimate_usd"])} for row in live.snapshot()]}
 
 
 def _request_id_from(raw: bytes):
