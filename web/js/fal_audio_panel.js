@@ -18,7 +18,9 @@ const STYLE = `
 .fal-panel .fal-chart { display: flex; align-items: flex-end; gap: 1px; height: 48px; margin: 4px 0; }
 .fal-panel .fal-chart > div { flex: 1; background: #3b82f6; min-height: 1px; opacity: 0.8; }
 .fal-panel .fal-row { border-top: 1px solid rgba(127,127,127,0.25); padding: 4px 0; }
-.fal-panel .fal-row button { font-size: 11px; margin: 2px 4px 0 0; cursor: pointer; }
+.fal-panel .fal-row button { font-size: 11px; margin: 2px 4px 0 0; padding: 1px 8px; cursor: pointer; border-radius: 4px;
+  border: 1px solid rgba(127,127,127,0.5); background: var(--comfy-input-bg, #222); color: var(--input-text, #ddd); }
+.fal-panel .fal-row button:disabled { opacity: 0.5; cursor: default; }
 .fal-panel .fal-id { font-family: monospace; font-size: 11px; word-break: break-all; }
 .fal-panel audio { width: 100%; height: 28px; margin-top: 4px; }
 .fal-panel .fal-message { color: #f59e0b; }
