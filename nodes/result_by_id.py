@@ -22,7 +22,7 @@ class FalResultByRequestID:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "endpoint": w.text("The endpoint id the request was made to, owner/app[/path] as on fal's model "
+                "endpoint_id": w.text("The endpoint id the request was made to, owner/app[/path] as on fal's model "
                                    "page (e.g. fal-ai/lyria2). Only that shape: no URL, host or query.",
                                    default="fal-ai/lyria2"),
                 "request_id": w.text("fal's request id (letters, digits, '-' and '_'), as the fal panel, the node's "
@@ -32,11 +32,11 @@ class FalResultByRequestID:
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    async def fetch(self, endpoint, request_id, fal_client=None, unique_id=None):
+    async def fetch(self, endpoint_id, request_id, fal_client=None, unique_id=None):
         from ..core.log import own_requests
 
         with own_requests():  # httpx does not log the fetch (core/log.py)
-            return await self._fetch(endpoint, request_id, fal_client, unique_id)
+            return await self._fetch(endpoint_id, request_id, fal_client, unique_id)
 
     async def _fetch(self, endpoint, request_id, fal_client, unique_id):
         import asyncio
@@ -53,7 +53,7 @@ class FalResultByRequestID:
         from ..transport.gateway import Gateway, http_status, valid_request_id
 
         name = self.DISPLAY_NAME
-        endpoint = endpoint_id.check(endpoint, name, "endpoint")
+        endpoint = endpoint_id.check(endpoint, name, "endpoint_id")
         request_id = str(request_id).strip()
         if not valid_request_id(request_id):
             raise errors.invalid(name, "request_id", f"is {request_id[:80]!r}, which is not a fal request id "

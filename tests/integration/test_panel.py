@@ -136,7 +136,7 @@ def test_spend_in_flight_cancel_and_recent_results(ui, fal, pack_nodes, tmp_path
 
     # fal Result by Request ID: the same audio as the original run, with no submit.
     entry = run(server, {"1": {"class_type": "FalAudioResultByRequestID",
-                               "inputs": {"endpoint": "fal-ai/lyria2", "request_id": request_id}},
+                               "inputs": {"endpoint_id": "fal-ai/lyria2", "request_id": request_id}},
                          "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0],
                                                                      "filename_prefix": "audio/by-id"}}})
     assert saved(server, entry).tolist() == saved(server, original).tolist()

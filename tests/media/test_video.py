@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emulator_models import FakeVideo, serve_every_endpoint, video_result
-from support import PACK_DIR, defaults, load_pack, run_node
+from support import CANARY_KEY, PACK_DIR, defaults, load_pack, run_node
 
 VIDEO = "FalAudioMMAudioVideoToAudio"
 ENDPOINT = "fal-ai/mmaudio-v2"
@@ -214,6 +214,15 @@ REFERENCE = {"waveform": 0.3 * torch.sin(torch.linspace(0, 31 * 2 * math.pi * 22
              "sample_rate": 4000}  # 31 s: long enough for every reference/edit rule; small to upload
 
 
+def finished_request(fal, endpoint):
+    """The id of a request made to `endpoint` elsewhere (not by a node here), finished with a 1 s stereo file."""
+    import httpx
+
+    fal.set_handler(endpoint, lambda payload: fal.file_result(seconds=1.0, rate=44100, channels=2))
+    with httpx.Client(verify=False, headers={"Authorization": f"Key {CANARY_KEY}"}) as client:
+        return client.post(f"https://queue.fal.run/{endpoint}", json={"prompt": "a"}).json()["request_id"]
+
+
 def minimal_inputs(fal, name, cls):
     """Widget defaults plus the smallest valid value for every required socket and empty text."""
     values = defaults(cls)
@@ -226,6 +235,8 @@ def minimal_inputs(fal, name, cls):
             values[field] = frames(24, 16, 16)
         elif kind == "STRING" and field == "url":
             values[field] = fal.audio_file(seconds=1.0, rate=44100, channels=2)
+        elif kind == "STRING" and field == "request_id":  # fal Result by Request ID: a request fal finished
+            values[field] = finished_request(fal, values["endpoint_id"])
         elif kind == "STRING" and not values.get(field):
             values[field] = LYRICS
         elif field not in values:

@@ -17,7 +17,7 @@ def short_file(fal):
 
 
 def by_id(nodes, endpoint, request_id, **inputs):
-    return run_node(nodes[NODE], endpoint=endpoint, request_id=request_id, unique_id="5", **inputs)
+    return run_node(nodes[NODE], endpoint_id=endpoint, request_id=request_id, unique_id="5", **inputs)
 
 
 def ledger(comfy):
@@ -78,10 +78,10 @@ def test_a_text_result_gives_its_text(fal, nodes, comfy):
 
 
 @pytest.mark.parametrize("endpoint, request_id, field", [
-    ("https://queue.fal.run/fal-ai/lyria2", "0123abcd-0000", "endpoint"),
-    ("fal-ai/../admin", "0123abcd-0000", "endpoint"),
-    ("fal-ai/lyria2?x=1", "0123abcd-0000", "endpoint"),
-    ("", "0123abcd-0000", "endpoint"),
+    ("https://queue.fal.run/fal-ai/lyria2", "0123abcd-0000", "endpoint_id"),
+    ("fal-ai/../admin", "0123abcd-0000", "endpoint_id"),
+    ("fal-ai/lyria2?x=1", "0123abcd-0000", "endpoint_id"),
+    ("", "0123abcd-0000", "endpoint_id"),
     ("fal-ai/lyria2", "", "request_id"),
     ("fal-ai/lyria2", "../../etc/passwd", "request_id"),
     ("fal-ai/lyria2", "abc", "request_id"),
