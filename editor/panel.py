@@ -31,9 +31,15 @@ PUSH_EVERY = 1.0  # seconds: at most one push per second, however many requests 
 
 
 def _json(body) -> dict:
-    """An answer with nothing secret in it."""
+    """An answer with nothing secret in it (the server's keys are looked up first, so that redact() knows
+    them even before any node ran)."""
     from ..core.secrets import redact
+    from ..transport import credentials
 
+    try:
+        credentials.resolve_key("")
+    except Exception:  # noqa: BLE001 - no key, or a broken credentials file: nothing more to scrub
+        pass
     return json.loads(redact(json.dumps(body)))
 
 
@@ -267,6 +273,19 @@ def register(instance) -> None:
     def answer(status: int, body) -> web.Response:
         return web.json_response(_json(body), status=status)
 
+    def guarded(handler):
+        """Any failure of a route is a JSON 500 naming what failed (logged), never a stack trace."""
+        async def route(request):
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - told as JSON
+                from ..core.log import get_logger
+
+                get_logger("panel").warning("%s failed (%s: %s)", request.path, type(exc).__name__, exc)
+                return answer(500, {"error": f"the fal panel could not answer ({type(exc).__name__}: {exc})"})
+
+        return route
+
     async def read(request) -> bytes:
         """The body, read no further than one byte past MAX_BODY (a huge body is refused, not buffered)."""
         if (request.content_length or 0) > MAX_BODY:
@@ -282,28 +301,34 @@ def register(instance) -> None:
     routes = instance.routes
 
     @routes.get(PREFIX + "/spend")
+    @guarded
     async def _spend(request):
         return answer(200, await spend())
 
     @routes.get(PREFIX + "/inflight")
+    @guarded
     async def _inflight(request):
         return answer(200, inflight())
 
     @routes.get(PREFIX + "/recent")
+    @guarded
     async def _recent(request):
         return answer(200, await asyncio.to_thread(recent))
 
     @routes.post(PREFIX + "/cancel")
+    @guarded
     async def _cancel(request):
         return answer(*await cancel(await read(request)))
 
     @routes.get(PREFIX + "/play/{request_id}")
+    @guarded
     async def _play(request):
         status, found = await asyncio.to_thread(play, request.match_info["request_id"],
                                                 request.query.get("output", "")[:100])
         return web.FileResponse(found) if status == 200 else answer(status, found)
 
     @routes.post(PREFIX + "/fetch-again")
+    @guarded
     async def _fetch_again(request):
         request_id, failure = _request_id_from(await read(request))
         if failure:

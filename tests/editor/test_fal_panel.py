@@ -314,3 +314,20 @@ def test_routes_answer_json_and_refuse_bad_input(fal, nodes, comfy, panel, short
         assert answers[path][0] == 400 and "not a fal request id" in answers[path][1]["error"]
     assert answers["huge"][0] == 413 and answers["chunked"][0] == 413
     assert answers["broken"] == (400, {"error": 'expected JSON: {"request_id": "<fal request id>"}'})
+
+
+def test_a_failing_route_answers_json_without_a_stack_trace(fal, comfy, panel, monkeypatch):
+    from support import CANARY_KEY
+
+    def broken():
+        raise OSError(f"disk gone near {CANARY_KEY}")
+
+    monkeypatch.setattr(pack_module("money.journal"), "current", broken)
+
+    async def calls(client):
+        response = await client.get("/fal_audio/panel/spend")
+        return response.status, await response.json()
+
+    status, answer = serve(panel, calls)
+    assert status == 500 and answer["error"].startswith("the fal panel could not answer (OSError: disk gone near")
+    assert CANARY_KEY not in answer["error"] and "Traceback" not in answer["error"]
