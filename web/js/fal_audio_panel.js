@@ -83,6 +83,7 @@ class Panel {
     );
     this.requests = [];
     this.receivedAt = Date.now();
+    this.players = new Map(); // request id -> its <audio> element, kept across redraws
   }
 
   async refresh() {
@@ -191,8 +192,12 @@ class Panel {
   }
 
   drawRecent(results) {
+    const signature = JSON.stringify(results);
+    if (signature === this.recentSignature) return; // unchanged: a playing result keeps playing
+    this.recentSignature = signature;
     const box = this.recentBox;
     box.replaceChildren();
+    const attached = new Set(); // a player moves to the new list (the first row of its request id)
     if (!results || !results.length) {
       box.append(el("div", "fal-muted", "No kept result yet."));
       return;
@@ -205,14 +210,20 @@ class Panel {
       row.append(el("div", "fal-id", result.request_id));
       row.append(button("Copy id", () => navigator.clipboard?.writeText(result.request_id)));
       if (result.kept) {
+        const id = result.request_id;
         row.append(button("Play", () => {
           if (row.querySelector("audio")) return;
           const audio = el("audio");
           audio.controls = true;
-          audio.src = api.apiURL(`${BASE}/play/${encodeURIComponent(result.request_id)}`);
+          audio.src = api.apiURL(`${BASE}/play/${encodeURIComponent(id)}`);
+          this.players.set(id, audio);
           row.append(audio);
           audio.play().catch(() => {});
         }));
+        if (this.players.has(id) && !attached.has(id)) {
+          attached.add(id);
+          row.append(this.players.get(id));
+        }
       } else {
         const again = button("Fetch again", async () => {
           again.disabled = true;
