@@ -197,6 +197,37 @@ def test_two_takes_in_flight_and_the_panels_cancel_stops_both_on_fal(fal, nodes,
     assert details == [("unpaid", "failed or cancelled: cancelled from the fal panel")] * 2
 
 
+def test_a_request_waiting_for_a_slot_shows_as_waiting_without_an_id(fal, nodes, comfy, panel, short_file):
+    fal.set_timing("fal-ai/lyria2", run_seconds=30.0)
+    cls = nodes["FalAudioClient"]
+    (options,) = run_node(cls, **defaults(cls, max_concurrent_requests=1))
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.setdefault("error", _raises(
+        lambda: lyria(nodes, takes=2, fal_client=options))))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        states = sorted((r["state"], bool(r["request_id"])) for r in panel.inflight()["requests"])
+        if states == [("running", True), ("waiting for a slot", False)]:
+            break
+        time.sleep(0.05)
+    assert states == [("running", True), ("waiting for a slot", False)]
+    running = next(r for r in panel.inflight()["requests"] if r["request_id"])
+    status, answer = asyncio.run(panel.cancel(body(request_id=running["request_id"])))
+    worker.join(20)
+    assert status == 200 and answer["cancelling"] == [running["request_id"]]  # the waiting take has no id yet
+    assert fal.cancels == [running["request_id"]] and len(fal.submissions) == 1  # the waiting take never went out
+    assert "cancelled from the fal panel" in str(outcome["error"])
+
+
+def _raises(call):
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - the test reads it
+        return exc
+    return None
+
+
 def test_a_run_with_one_request_ends_with_the_panels_message(fal, nodes, comfy, panel, short_file):
     fal.set_timing("fal-ai/lyria2", run_seconds=30.0)
     outcome = {}

@@ -104,10 +104,17 @@ def test_spend_in_flight_cancel_and_recent_results(ui, fal, pack_nodes, tmp_path
             shutil.copyfile(path, SCREENSHOT)
         page.locator(".fal-request button").first.click()
         entry = server.history(prompt_id, timeout=60)
+        deadline = time.monotonic() + 10  # the last push (throttled) says nothing is in flight any more
+        while time.monotonic() < deadline and not [m for m in events.messages if m["type"] == "fal_audio.panel"
+                                                   and m["data"]["requests"] == []]:
+            time.sleep(0.2)
     finally:
         events.close()
         fal.set_timing("fal-ai/lyria2")
     assert sorted(fal.cancels[cancels:]) == sorted(ids)
+    pushed = [m["data"] for m in events.messages if m["type"] == "fal_audio.panel"]  # broadcast to every client
+    assert any(len(p["requests"]) == 2 for p in pushed) and pushed[-1]["requests"] == []  # pushed, not polled
+    assert all(p["spend"]["today"]["text"].startswith("$") for p in pushed)
     assert entry["status"]["status_str"] == "error"
     errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
     assert errors and "cancelled from the fal panel" in errors[0]["exception_message"], entry["status"]
@@ -142,4 +149,6 @@ def test_spend_in_flight_cancel_and_recent_results(ui, fal, pack_nodes, tmp_path
     assert saved(server, entry).tolist() == saved(server, original).tolist()
     assert len(fal.submissions) == before
     assert ui.pack_problems() == [] and ui.page_errors() == []
+    # Quiet logs: none of the pack's requests added httpx's "HTTP Request: ..." line to ComfyUI's log.
+    assert [line for line in server.log().splitlines() if "HTTP Request:" in line] == []
 
