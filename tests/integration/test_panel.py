@@ -120,6 +120,23 @@ def test_spend_in_flight_cancel_and_recent_results(ui, fal, pack_nodes, tmp_path
     assert errors and "cancelled from the fal panel" in errors[0]["exception_message"], entry["status"]
     page.wait_for_function("() => !document.querySelector('.fal-request')", timeout=15_000)
 
+    # One request (the node's own task in ComfyUI's executor, no task per take): the same.
+    fal.set_timing("fal-ai/lyria2", run_seconds=120.0)
+    events = Events(server)
+    try:
+        prompt_id = server.queue(lyria(next(_seeds)), events.client_id)
+        page.wait_for_function("() => document.querySelectorAll('.fal-request button').length === 1",
+                               timeout=60_000)
+        page.locator(".fal-request button").first.click()
+        entry = server.history(prompt_id, timeout=60)
+    finally:
+        events.close()
+        fal.set_timing("fal-ai/lyria2")
+    assert fal.cancels[-1] == fal.submissions[-1].request_id
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and "cancelled from the fal panel" in errors[0]["exception_message"], entry["status"]
+    assert run(server, lyria(next(_seeds)))  # the executor goes on as usual after it
+
     # A recent result plays: the audio element loads the kept file from the pack's route.
     request_id = fal.submissions[submits].request_id
     row = page.locator(".fal-result", has_text=request_id).first
