@@ -10,7 +10,7 @@ the table. The panel's Cancel stops a job's task on its own loop; the job then c
 import asyncio
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 from ..core.errors import FalAudioError
 

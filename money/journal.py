@@ -19,6 +19,8 @@ crash can never separate them; nothing else writes either table:
   uncertain  requests: uncertain (may be on fal)     ledger: possibly billed, at the estimate
   release    requests: deleted (nothing was sent)    ledger: unpaid ($0)
   reused                                             ledger: a $0 row for a kept result
+  fetched    requests: completed (a result fetched   ledger: a $0 row
+             by its request id, no new request)
 
 A claim left "submitting" by a process that died is taken over when nothing was sent yet;
 once its submit was sent (`sent`), fal may have it: it is booked as possibly billed, the first

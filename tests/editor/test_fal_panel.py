@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support import LYRIA, defaults, lyria, pack_module, run_node
+from support import defaults, lyria, pack_module, run_node
 
 
 @pytest.fixture
