@@ -108,14 +108,21 @@ async def spend() -> dict:
 # -- recent results -----------------------------------------------------------------------------------------
 
 def _seconds(path: Path) -> Optional[float]:
-    """The length of a kept file from its header (PyAV), or None."""
-    try:
-        import av
+    """The length of a kept WAV file from its header (media/wav.py's parser, no PyAV: nothing of the file is
+    trusted or decoded), or None (another format, or a header the parser leaves to PyAV)."""
+    from ..media import wav
 
-        with av.open(str(path)) as container:
-            return round(container.duration / 1_000_000, 2) if container.duration else None
-    except Exception:  # noqa: BLE001 - a file PyAV cannot read: no length shown
+    try:
+        reader = wav.open_reader(path)
+    except OSError:
         return None
+    try:
+        layout = wav.parse(reader)
+    except Exception:  # noqa: BLE001 - a damaged header: no length shown
+        layout = None
+    finally:
+        reader.close()
+    return round(layout.frames / layout.rate, 2) if layout is not None and layout.rate else None
 
 
 def recent() -> dict:

@@ -63,6 +63,18 @@ function seconds(value) {
   return value >= 60 ? `${Math.floor(value / 60)} min ${Math.round(value % 60)} s` : `${Math.round(value)} s`;
 }
 
+// The clipboard API exists only on secure pages (localhost, https): elsewhere the id is selected for Ctrl+C.
+function copyText(text, node) {
+  const select = () => {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    window.getSelection().removeAllRanges();
+    window.getSelection().addRange(range);
+  };
+  if (navigator.clipboard?.writeText) navigator.clipboard.writeText(text).catch(select);
+  else select();
+}
+
 function nodeTitle(nodeId) {
   if (!nodeId) return "";
   const node = app.graph?.getNodeById?.(Number(nodeId)) ?? app.graph?.getNodeById?.(nodeId);
@@ -207,8 +219,9 @@ class Panel {
       const length = result.seconds ? ` · ${seconds(result.seconds)}` : "";
       row.append(el("div", "", `${result.endpoint}${length} · ${result.reused ? "reused, $0" : result.cost_text}`));
       row.append(el("div", "fal-muted", result.time.replace("T", " ")));
-      row.append(el("div", "fal-id", result.request_id));
-      row.append(button("Copy id", () => navigator.clipboard?.writeText(result.request_id)));
+      const idNode = el("div", "fal-id", result.request_id);
+      row.append(idNode);
+      row.append(button("Copy id", () => copyText(result.request_id, idNode)));
       if (result.kept) {
         const id = result.request_id;
         row.append(button("Play", () => {
