@@ -236,9 +236,10 @@ def inflight() -> dict:
     return {"requests": [{**row, "estimate_text": money(row["estimate_usd"])} for row in live.snapshot()]}
 
 
-def _request_id_from(raw: bytes):
-    """(request id, None) from a body {"request_id": ...}, or (None, (status, error))."""
-    if len(raw) > MAX_BODY:
+def _request_id_from(raw: Optional[bytes]):
+    """(request id, None) from a body {"request_id": ...}, or (None, (status, error)); None: a body past MAX_BODY
+    (editor/body.py)."""
+    if raw is None or len(raw) > MAX_BODY:
         return None, _fail(413, f"request too large (at most {MAX_BODY} bytes)")
     try:
         data = json.loads(raw or b"{}")
@@ -252,7 +253,7 @@ def _request_id_from(raw: bytes):
     return request_id, None
 
 
-async def cancel(raw: bytes) -> tuple:
+async def cancel(raw: Optional[bytes]) -> tuple:
     from ..jobs import live
     from ..money import journal
     from ..money.journal import SUBMITTED
@@ -276,6 +277,7 @@ def register(instance) -> None:
 
     from ..core.log import own_requests
     from ..jobs import live
+    from .body import read_body
 
     def answer(status: int, body) -> web.Response:
         return web.json_response(_json(body), status=status)
@@ -292,18 +294,6 @@ def register(instance) -> None:
                 return answer(500, {"error": f"the fal panel could not answer ({type(exc).__name__}: {exc})"})
 
         return route
-
-    async def read(request) -> bytes:
-        """The body, read no further than one byte past MAX_BODY (a huge body is refused, not buffered)."""
-        if (request.content_length or 0) > MAX_BODY:
-            return b" " * (MAX_BODY + 1)
-        data = b""
-        while len(data) <= MAX_BODY:
-            chunk = await request.content.read(MAX_BODY + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-        return data
 
     routes = instance.routes
 
@@ -325,7 +315,7 @@ def register(instance) -> None:
     @routes.post(PREFIX + "/cancel")
     @guarded
     async def _cancel(request):
-        return answer(*await cancel(await read(request)))
+        return answer(*await cancel(await read_body(request, MAX_BODY)))
 
     @routes.get(PREFIX + "/play/{request_id}")
     @guarded
@@ -337,7 +327,7 @@ def register(instance) -> None:
     @routes.post(PREFIX + "/fetch-again")
     @guarded
     async def _fetch_again(request):
-        request_id, failure = _request_id_from(await read(request))
+        request_id, failure = _request_id_from(await read_body(request, MAX_BODY))
         if failure:
             return answer(*failure)
         with own_requests():

@@ -45,26 +45,14 @@ def make_handler(node_classes: dict):
         from aiohttp import web
 
         from ..core.log import own_requests
+        from .body import read_body
 
-        raw = await _body(request)
+        raw = await read_body(request, MAX_BODY)
         with own_requests():  # httpx does not log the price lookup (core/log.py)
             status, body = TOO_LARGE if raw is None else await answer(node_classes, raw)
         return web.json_response(body, status=status)
 
     return estimate
-
-
-async def _body(request):
-    """The request's body, or None for one longer than MAX_BODY (read no further than that)."""
-    if (request.content_length or 0) > MAX_BODY:
-        return None
-    body = bytearray()
-    while len(body) <= MAX_BODY:
-        chunk = await request.content.read(MAX_BODY + 1 - len(body))
-        if not chunk:
-            return bytes(body)
-        body += chunk
-    return None
 
 
 async def answer(node_classes: dict, raw: bytes) -> tuple:
