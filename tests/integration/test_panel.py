@@ -88,10 +88,14 @@ def test_spend_in_flight_cancel_and_recent_results(ui, fal, pack_nodes, tmp_path
     fal.set_timing("fal-ai/lyria2", run_seconds=120.0)
     events = Events(server)
     cancels = len(fal.cancels)
+    page.evaluate("() => { window.falPushes = []; window.comfyAPI.api.api.addEventListener('fal_audio.panel',"
+                  " (event) => window.falPushes.push(event.detail)); }")
     try:
         prompt_id = server.queue(lyria(next(_seeds), takes=2), events.client_id)
         page.wait_for_function("() => document.querySelectorAll('.fal-request button').length === 2",
                                timeout=60_000)
+        # The page hears the server's pushes over ComfyUI's websocket (it does not poll for them).
+        assert page.evaluate("() => window.falPushes.some((p) => p.requests.length === 2)")
         ids = [fal.submissions[-2].request_id, fal.submissions[-1].request_id]
         shown = page.locator(".fal-request .fal-id").all_inner_texts()
         assert sorted(shown) == sorted(ids)

@@ -270,6 +270,7 @@ app.registerExtension({
     const style = el("style", "", STYLE);
     document.head.append(style);
     api.addEventListener("fal_audio.panel", (event) => panel?.pushed(event.detail));
+    api.addEventListener("reconnected", () => panel?.root.isConnected && panel.refresh()); // pushes were missed
     app.extensionManager.registerSidebarTab({
       id: "fal-audio",
       icon: "pi pi-dollar fal-audio-tab-icon",
