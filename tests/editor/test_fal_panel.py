@@ -362,3 +362,26 @@ def test_a_failing_route_answers_json_without_a_stack_trace(fal, comfy, panel, m
     status, answer = serve(panel, calls)
     assert status == 500 and answer["error"].startswith("the fal panel could not answer (OSError: disk gone near")
     assert CANARY_KEY not in answer["error"] and "Traceback" not in answer["error"]
+
+
+@pytest.mark.parametrize("home", ["sqlite", "postgres"])
+def test_spend_recent_and_a_result_fetched_by_id_on_both_homes_of_the_books(fal, nodes, comfy, panel, short_file,
+                                                                             request, home):
+    import httpx
+
+    from support import CANARY_KEY
+
+    if home == "postgres":
+        request.getfixturevalue("postgres")
+    lyria(nodes, seed=1)
+    lyria(nodes, seed=1)  # reused
+    with httpx.Client(verify=False, headers={"Authorization": f"Key {CANARY_KEY}"}) as client:  # made elsewhere
+        other = client.post("https://queue.fal.run/fal-ai/lyria2", json={"prompt": "x"}).json()["request_id"]
+    run_node(nodes["FalAudioResultByRequestID"], endpoint_id="fal-ai/lyria2", request_id=other, unique_id="4")
+    report, today_usd = spend_node(nodes)
+    spend = asyncio.run(panel.spend())
+    assert spend["today"]["usd"] == today_usd == pytest.approx(0.1)
+    assert f"Today ({spend['today']['day']}): {spend['today']['text']} in 1 paid request" in report
+    results = panel.recent()["results"]
+    assert [(r["request_id"], r["reused"], r["kept"]) for r in results] == [
+        (other, True, True), (fal.submissions[0].request_id, True, True), (fal.submissions[0].request_id, False, True)]
