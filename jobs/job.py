@@ -5,6 +5,7 @@ decoding the result in jobs/keep.py, the books in money/journal.py.
 """
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,9 +143,8 @@ class Job:
             return await self._follow(request_id)
         except UnknownRequest:
             # Still unknown after the grace time: it may yet run (and bill), so it is cancelled and counted.
-            self._say("Cancelling (unknown to fal)")
-            await asyncio.gather(asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)),
-                                                  CANCEL_TIMEOUT), return_exceptions=True)
+            with contextlib.suppress(Exception):  # not confirmed: counted as possibly billed all the same
+                await self._send_cancel(request_id, "unknown to fal")
             raise await self._possibly_billed(
                 f"fal.ai does not know request {request_id}, which it had just accepted (its status answered 404 "
                 f"for {self._grace:g} s); a cancel was sent in case it runs after all", "unknown to fal") from None
@@ -296,14 +296,18 @@ class Job:
             self.booked = self.booked._replace(cost=self.cost)
         return result
 
+    async def _send_cancel(self, request_id: str, why: str) -> None:
+        """Ask fal to cancel, even while we are being cancelled; raises if fal does not confirm in time."""
+        self._say(f"Cancelling ({why})")
+        await asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)), CANCEL_TIMEOUT)
+
     async def _cancel(self, request_id: str, why: str) -> str:
         """Tell fal to stop (and stop billing), even while we are being cancelled; returns what happened,
         as a sentence for the user. Only a confirmed cancel retires the journal entry: if fal answers that
         the request already completed (or the answer is lost), the entry stays 'submitted' so the next run
         with the same inputs fetches the result for free."""
-        self._say(f"Cancelling ({why})")
         try:
-            await asyncio.wait_for(asyncio.shield(self.gateway.cancel(self.endpoint, request_id)), CANCEL_TIMEOUT)
+            await self._send_cancel(request_id, why)
         except Exception as exc:  # noqa: BLE001 - e.g. ALREADY_COMPLETED, or no answer
             reason = http_status(exc) or type(exc).__name__
             log.warning("%s: cancel of request %s was not confirmed (%s); the next run will pick it up",
