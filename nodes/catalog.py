@@ -149,7 +149,7 @@ class CatalogNode(FalAudioNode):
     def raw_layout(self, request: dict):
         fmt = request.get("output_format")
         if isinstance(fmt, str) and RAW_FORMAT.fullmatch(fmt):
-            from .elevenlabs_v2 import raw_layout
+            from .rules.elevenlabs import raw_layout
 
             return raw_layout(fmt)
         return None

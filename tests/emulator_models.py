@@ -245,7 +245,8 @@ def serve_every_model(fal, nodes):
     """Answer like the real services, with short low-rate files (ACE-Step: as long as asked, else 40 s)."""
     for name, cls in nodes.items():
         endpoint = getattr(cls, "ENDPOINT", "")
-        if not endpoint or (fal.has_model(endpoint) and ("result_files" in vars(cls) or catalog_model(endpoint))):
+        if not endpoint or (fal.has_model(endpoint) and (any("result_files" in vars(c) for c in cls.__mro__[:-2]) or
+                                                    catalog_model(endpoint))):
             continue  # stems, a transcript, a generated node: the emulator's model of the endpoint answers
 
         def handler(payload, cls=cls, endpoint=endpoint):

@@ -32,6 +32,11 @@ def pack_module(name: str, package: str = PACK_NAME):
     return importlib.import_module(f"{package}.{name}")
 
 
+def curated(nodes) -> set:
+    """The class names of the curated model nodes (declared in data/nodes/*.json, rendered by nodes/spec.py)."""
+    return {name for name, cls in nodes.items() if cls.__module__.endswith(".nodes.spec")}
+
+
 def script_module(relative: str):
     """A script of the repository (e.g. "bench/remote_emulator.py") loaded as a module by its path."""
     path = PACK_DIR / relative

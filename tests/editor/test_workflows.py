@@ -17,15 +17,13 @@ import pytest
 import torch
 
 from emulator_models import FakeVideo, mp4_with_sound, serve_every_model
-from support import CANARY_KEY, PACK_DIR, pack_module, run_node
+from support import CANARY_KEY, PACK_DIR, curated, pack_module, run_node
 
 decode_audio = pack_module("media.audio").decode
 video_file = pack_module("media.video").video_file
 
 FOLDER = PACK_DIR / "example_workflows"
 FILES = sorted(FOLDER.glob("*.json"))
-MODEL_MODULES = ("ace_step", "cassette", "diffrhythm", "elevenlabs", "yue", "mmaudio", "minimax", "lyria", "speech",
-                 "stems", "transcription")
 FAL_KEY_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{20,}")
 KEY_WIDGETS = {"key", "api_key", "fal_key"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
@@ -148,7 +146,7 @@ def test_the_examples_cover_every_model_node_and_the_issue_2_pairs(nodes):
     names = {path.name for path in FILES}
     assert {"lyria2_to_save_audio.json", "ace_step_to_preview_audio.json"} <= names
     used = {node["type"] for path in FILES for node in load(path)["nodes"]}
-    models = {name for name, cls in nodes.items() if cls.__module__.rsplit(".", 1)[-1] in MODEL_MODULES}
+    models = curated(nodes)
     assert models | {"FalAudioClient"} <= used, f"no example for {sorted(models | {'FalAudioClient'} - used)}"
     # The chains the README promises, by their wiring.
     edges = set()
@@ -344,12 +342,13 @@ def test_example_runs_against_fal(path, fal, nodes):
               if getattr(nodes.get(n["type"]), "ENDPOINT", "") or n["type"] == "FalAudioAnyEndpoint"]
     assert len(fal.submissions) == sum(calls[n["id"]]["takes"] for n in models)
     for node in models:
-        if nodes[node["type"]].__module__.rsplit(".", 1)[-1] not in MODEL_MODULES:
+        if node["type"] not in curated(nodes):
             continue
         endpoint = nodes[node["type"]].ENDPOINT
         (payload,) = [s.payload for s in fal.submissions if s.endpoint == endpoint]
         for entry in node["inputs"]:
-            if entry.get("widget") and entry["link"] is not None:
+            if entry.get("widget") and entry["link"] is not None and nodes[node["type"]]().item(
+                    entry["name"]).get("via") != "hook":  # a hook's input (MMAudio's frame_rate) is not sent as is
                 value = calls[node["id"]][entry["name"]]
                 assert sent(payload, nodes[node["type"]], entry["name"]) == value, entry["name"]
                 assert isinstance(value, (str, int, float)) and value != "", entry["name"]

@@ -186,11 +186,12 @@ ACE, INPAINT, OUTPAINT, MINIMAX = ("FalAudioAceStep", "FalAudioAceStepInpaint", 
 
 
 def serve_songs(fal, seconds=20.0):
-    """Every ACE-Step endpoint answers with a song (8 kHz stereo WAV) and its tags/lyrics/seed; MiniMax with one."""
+    """Every ACE-Step endpoint answers with a song (8 kHz stereo WAV, its pitch set by the seed: takes sent at once
+    differ) and its tags/lyrics/seed; MiniMax with one."""
     for endpoint in ("fal-ai/ace-step", "fal-ai/ace-step/audio-inpaint", "fal-ai/ace-step/audio-outpaint",
                      "fal-ai/ace-step/audio-to-audio"):
         fal.set_handler(endpoint, lambda p: {**fal.file_result(seconds=seconds, rate=8000, channels=2,
-                                                                 freq=200.0 + len(fal.submissions)),
+                                                                 freq=200.0 + 10 * p.get("seed", 0)),
                                              "seed": p.get("seed", 0), "tags": p.get("tags", ""), "lyrics": ""})
     fal.set_handler("fal-ai/minimax-music", lambda p: fal.file_result(seconds=5.0, rate=8000, channels=2))
 
@@ -366,4 +367,4 @@ def test_clips_are_encoded_off_the_event_loop_and_widget_values_checked_on_it(fa
     a2a = nodes["FalAudioAceStepAudioToAudio"]
     clip = {"waveform": torch.rand(1, 1, 8000) - 0.5, "sample_rate": 8000}
     run_node(a2a, **defaults(a2a, audio=clip, tags="rock", original_tags="pop"))
-    assert seen == {"Lyria2": True, "AceStepAudioToAudio": False}
+    assert seen == {"FalAudioLyria2": True, "FalAudioAceStepAudioToAudio": False}

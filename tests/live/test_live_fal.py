@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import defaults, pack_module, run_node
+from support import curated, defaults, pack_module, run_node
 
 pytestmark = pytest.mark.live
 
@@ -194,9 +194,8 @@ def test_an_endpoint_fal_does_not_serve(fal_http, live_key):
 
 
 def test_the_price_list_for_the_packs_endpoints(fal_http, nodes, comfy, live_key):
-    # The hand-written nodes' endpoints (fal takes 1-50 ids a call; the nodes generated from the catalog add ~126).
-    endpoints = sorted({cls.ENDPOINT for cls in nodes.values() if getattr(cls, "ENDPOINT", None)
-                        and getattr(cls, "SPEC", 0) == 0})
+    # The curated nodes' endpoints (fal takes 1-50 ids a call; the nodes generated from the catalog add ~126).
+    endpoints = sorted({nodes[name].ENDPOINT for name in curated(nodes)})
     response = fal_http.get(PRICING, params={"endpoint_id": ",".join(endpoints)})
     assert response.status_code == 200, response.text
     rows = response.json()["prices"]

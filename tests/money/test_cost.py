@@ -13,7 +13,7 @@ import torch
 from books import books
 from emulator_models import serve_every_endpoint
 from fal_emulator import DEFAULT_PRICES, EmulatedError
-from support import CANARY_KEY, defaults, pack_module, run_node
+from support import CANARY_KEY, curated, defaults, pack_module, run_node
 
 pricing = pack_module("money.pricing")
 ledger = pack_module("money.ledger")
@@ -110,7 +110,7 @@ EVERY_NODE = {
 
 def test_every_paid_node_is_covered_here_and_in_the_price_table(nodes):
     # Nodes generated from the catalog: their prices are tested in tests/nodes/test_catalog_generated.py.
-    paid = {name for name, cls in nodes.items() if getattr(cls, "ENDPOINT", "") and getattr(cls, "SPEC", 0) == 0}
+    paid = curated(nodes)
     assert paid == set(EVERY_NODE)
     table = json.loads(pricing.TABLE_PATH.read_text())["prices"]
     for name in paid:
@@ -500,7 +500,7 @@ def test_route_prices_every_paid_node_from_its_widgets(fal, nodes, comfy):
     assert estimates["FalAudioElevenLabsSoundEffects"]["text"] == "≈$0.044"  # auto length: priced at 22 s
     for name, estimate in estimates.items():
         listed = nodes[name].ENDPOINT in DEFAULT_PRICES  # what the emulated pricing API lists
-        if getattr(nodes[name], "SPEC", 0) != 0 and not listed:  # generated: data/catalog.json's price, if any
+        if name not in curated(nodes) and not listed:  # generated: data/catalog.json's price, if any
             assert estimate["source"].startswith("pack table") or estimate["text"] == "price unknown", name
             continue
         # not listed: the pack's table or data/catalog.json (fal's price list when the catalog was built), if any

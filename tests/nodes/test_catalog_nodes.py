@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from fal_emulator import encode_sine
-from support import defaults, pack_module, run_node
+from support import curated, defaults, pack_module, run_node
+from test_models import SPECS as MODEL_SPECS
 from test_models import (assert_default_payload_sent, assert_specs_cover, assert_two_takes_sent,
                          peak_hz, tone, upload_for, widget_default, widget_names)
 
-MODULES = ("elevenlabs_v2", "minimax_v26", "stable_audio", "lyria3")
 SFX_TEXT = "Spacious braam suitable for high-impact movie trailer moments"
 MM_PROMPT = "City Pop, 80s retro, groovy synth bass, warm female vocal, 104 BPM"
 MM_LYRICS = "[Verse]\nStreetlights flicker, the night breeze sighs\n[Chorus]\nWandering, longing"
@@ -112,7 +112,16 @@ def serve(fal, name, seconds=0.5, freq=441.0, extra=None):
 
 
 def test_every_catalog_node_has_a_spec(nodes):
-    assert_specs_cover(nodes, MODULES, SPECS)
+    assert_specs_cover(nodes, SPECS)
+
+
+def test_every_curated_node_sends_its_documented_payload_in_some_test(nodes):
+    """Each curated node's payloads are pinned here, in test_models.py, or (speech, separation, transcription,
+    video to audio) in test_voice.py / tests/media/test_video.py."""
+    elsewhere = {"FalAudioDemucs", "FalAudioElevenLabsAudioIsolation", "FalAudioElevenLabsTTSv3",
+                 "FalAudioKokoroAmericanEnglish", "FalAudioMMAudioVideoToAudio", "FalAudioMiniMaxSpeech28HD",
+                 "FalAudioWizper"}
+    assert curated(nodes) == set(SPECS) | set(MODEL_SPECS) | elsewhere
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -145,7 +154,7 @@ def test_every_widget_changed(fal, nodes, name):
     assert changed == set(widget_names(cls)), "every widget must be changed in this test"
 
 
-EL_FORMATS = pack_module("nodes.elevenlabs_v2").OUTPUT_FORMATS
+EL_FORMATS = pack_module("nodes").NODE_CLASS_MAPPINGS["FalAudioElevenLabsMusic"]().item("output_format")["options"]
 
 
 @pytest.mark.parametrize("output_format", EL_FORMATS)
@@ -244,22 +253,22 @@ def plan_with(**changes):
 
 
 REFUSALS = [
-    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", duration_seconds=0.3), "'duration_seconds' must be between"),
+    ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", duration_seconds=0.3), "'duration_seconds' is 0.3; it must be 0.5-22 (or 0: not set)"),
     ("FalAudioElevenLabsSoundEffectsV2", dict(text="x", output_format="wav"),
      "'output_format' is 'wav', which is not one of mp3_22050_32"),
     ("FalAudioElevenLabsSoundEffectsV2", dict(text=" "), "'text' is required and is empty"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="pop"),
      "'lyrics' is required unless is_instrumental or lyrics_optimizer is on"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="p" * 2001, lyrics="la"),
-     "'prompt' is 2001 characters long; MiniMax Music v2.6 takes at most 2000"),
+     "'prompt' has 2001 characters; MiniMax Music v2.6 takes at most 2000"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="l" * 3501),
-     "'lyrics' is 3501 characters long; MiniMax Music v2.6 takes at most 3500"),
+     "'lyrics' has 3501 characters; MiniMax Music v2.6 takes at most 3500"),
     ("FalAudioMiniMaxMusicV26", dict(prompt="pop", lyrics="la", sample_rate="48000"),
      "'sample_rate' is '48000', which is not one of 16000, 24000"),
     ("FalAudioElevenLabsMusic", dict(), "'prompt' is empty: give a prompt or a composition_plan"),
     ("FalAudioElevenLabsMusic", dict(prompt="x", composition_plan=json.dumps(PLAN)),
      "'composition_plan' and prompt are both given"),
-    ("FalAudioElevenLabsMusic", dict(prompt="x", music_length_seconds=2.5), "'music_length_seconds' is 2.5 s"),
+    ("FalAudioElevenLabsMusic", dict(prompt="x", music_length_seconds=2.5), "'music_length_seconds' is 2.5; it must be 3-600 (or 0: not set)"),
     ("FalAudioElevenLabsMusic", dict(composition_plan='{"sections": [\n  {"section_name": "A",}\n]}'),
      "'composition_plan' is not valid JSON: Expecting property name enclosed in double quotes at line 2, column 24 "
      "(character 39)"),
@@ -283,9 +292,9 @@ REFUSALS = [
      "'music_length_seconds' works only with a prompt"),
     ("FalAudioElevenLabsMusic", dict(composition_plan=json.dumps(PLAN), force_instrumental=True),
      "'force_instrumental' works only with a prompt"),
-    ("FalAudioStableAudio25TextToAudio", dict(prompt="x", num_inference_steps=9), "'num_inference_steps' must be 4-8"),
-    ("FalAudioStableAudio25TextToAudio", dict(prompt="x", seconds_total=191), "'seconds_total' must be 1-190 s"),
-    ("FalAudioStableAudio25AudioToAudio", dict(prompt="x", strength=1.5), "'strength' must be 0-1"),
+    ("FalAudioStableAudio25TextToAudio", dict(prompt="x", num_inference_steps=9), "'num_inference_steps' is 9; it must be 4-8"),
+    ("FalAudioStableAudio25TextToAudio", dict(prompt="x", seconds_total=191), "'seconds_total' is 191; it must be 1-190"),
+    ("FalAudioStableAudio25AudioToAudio", dict(prompt="x", strength=1.5), "'strength' is 1.5; it must be 0.01-1"),
     ("FalAudioLyria3", dict(prompt=""), "'prompt' is required and is empty"),
 ]
 

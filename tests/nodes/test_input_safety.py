@@ -158,8 +158,9 @@ def test_a_meta_tensor_is_refused(fal, nodes):
 def test_every_audio_input_node_declares_its_clip_limits(nodes):
     base = pack_module("nodes.base").FalAudioNode
     with_audio = [cls for cls in nodes.values() if isinstance(cls, type) and issubclass(cls, base) and cls.AUDIO_INPUTS]
-    assert {cls.__name__ for cls in with_audio} >= {"AceStepAudioInpaint", "AceStepAudioOutpaint",
-                                                   "AceStepAudioToAudio", "DiffRhythm", "MiniMaxMusic"}
+    assert {cls.__name__ for cls in with_audio} >= {"FalAudioAceStepInpaint", "FalAudioAceStepOutpaint",
+                                                   "FalAudioAceStepAudioToAudio", "FalAudioDiffRhythm",
+                                                   "FalAudioMiniMaxMusic"}
     for cls in with_audio:
         low, high = cls.INPUT_SECONDS
         assert 0 < low < high, cls.__name__

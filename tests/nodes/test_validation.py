@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from support import defaults, run_node
+from support import curated, defaults, run_node
 
 DR_LYRICS = "[00:10.00]Moonlight spills through broken blinds\n[00:13.20]Your shadow dances on the dashboard shrine"
 YUE_LYRICS = "[verse]\nStaring at the sunset\n[chorus]\nEvery road you take"
@@ -92,8 +92,7 @@ def accepted(fal, nodes, name, **changes):
 
 
 def test_every_model_node_has_a_valid_baseline(nodes):
-    assert set(VALID) == {n for n, c in nodes.items() if c.__module__.rsplit(".", 1)[-1] in (
-        "ace_step", "cassette", "diffrhythm", "elevenlabs", "yue", "mmaudio", "minimax", "lyria")}
+    assert set(VALID) <= curated(nodes)
 
 
 @pytest.mark.parametrize("empty", ["", "  \n\t "])
@@ -120,7 +119,7 @@ def test_minimax_reference_not_longer_than_15_seconds(fal, nodes, seconds, words
 
 @pytest.mark.parametrize("seconds", [0.4, 0.01, 22.5, 30.0])
 def test_elevenlabs_duration_outside_half_to_22_seconds(fal, nodes, seconds):
-    refused(fal, nodes, "FalAudioElevenLabsSoundEffects", "duration_seconds", "between 0.5 and 22 seconds",
+    refused(fal, nodes, "FalAudioElevenLabsSoundEffects", "duration_seconds", "it must be 0.5-22 (or 0: not set)",
             duration_seconds=seconds)
 
 
@@ -132,7 +131,7 @@ def test_elevenlabs_duration_zero_is_unset_and_the_limits_are_allowed(fal, nodes
 
 @pytest.mark.parametrize("influence", [-0.1, 1.01])
 def test_elevenlabs_prompt_influence_outside_0_to_1(fal, nodes, influence):
-    refused(fal, nodes, "FalAudioElevenLabsSoundEffects", "prompt_influence", "between 0 and 1",
+    refused(fal, nodes, "FalAudioElevenLabsSoundEffects", "prompt_influence", "it must be 0-1",
             prompt_influence=influence)
 
 

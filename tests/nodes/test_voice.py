@@ -150,12 +150,12 @@ def test_unknown_enum_values_are_refused(fal, nodes, name, inputs, field):
 @pytest.mark.parametrize("name, inputs, field, rule", [
     (TTS, dict(text="hi", voice_id="not an id!"), "voice_id", "not an ElevenLabs voice id"),
     (TTS, dict(text="hi", language_code="english"), "language_code", "two-letter ISO 639-1"),
-    (TTS, dict(text="hi", stability=1.5), "stability", "between 0 and 1"),
+    (TTS, dict(text="hi", stability=1.5), "stability", "is 1.5; it must be 0-1"),
     (MINIMAX, dict(prompt="hi", custom_voice_id="9 lives"), "custom_voice_id", "not a MiniMax voice id"),
-    (MINIMAX, dict(prompt="hi", speed=3.0), "speed", "between 0.5 and 2.0"),
-    (MINIMAX, dict(prompt="hi", vol=0.0), "vol", "more than 0"),
-    (MINIMAX, dict(prompt="hi", modify_timbre=101), "modify_timbre", "between -100 and 100"),
-    (KOKORO, dict(prompt="hi", speed=6.0), "speed", "between 0.1 and 5"),
+    (MINIMAX, dict(prompt="hi", speed=3.0), "speed", "is 3; it must be 0.5-2"),
+    (MINIMAX, dict(prompt="hi", vol=0.0), "vol", "is 0; it must be 0.01-10"),
+    (MINIMAX, dict(prompt="hi", modify_timbre=101), "modify_timbre", "is 101; it must be -100-100 (or 0: not set)"),
+    (KOKORO, dict(prompt="hi", speed=6.0), "speed", "is 6; it must be 0.1-5"),
 ])
 def test_out_of_range_settings_are_refused(fal, nodes, name, inputs, field, rule):
     with pytest.raises(ValueError) as caught:
@@ -279,8 +279,8 @@ def test_demucs_reuse_restores_every_stem(fal, nodes):
     (dict(stems="vocals, kazoo"), "names 'kazoo'"),
     (dict(stems="guitar", model="htdemucs"), "asks for guitar, which htdemucs does not make"),
     (dict(stems="vocals vocals"), "names a stem twice"),
-    (dict(segment_length=0.5), "at least 1 second"),
-    (dict(shifts=50), "between 1 and 20"),
+    (dict(segment_length=0.5), "is 0.5; it must be 1-600 (or 0: not set)"),
+    (dict(shifts=50), "is 50; it must be 1-10"),
 ])
 def test_demucs_settings_are_checked_before_paying(fal, nodes, inputs, rule):
     with pytest.raises(ValueError) as caught:
