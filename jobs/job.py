@@ -23,14 +23,14 @@ from ..money.journal import identity as request_identity
 from ..money.owner import OWNER
 from ..money.pricing import returned_seconds
 from ..transport import credentials
-from ..transport.gateway import Gateway, SubmitUncertain, http_status
+from ..transport.gateway import Gateway, http_status, may_have_taken
 from ..transport.slots import SLOTS, waiting_text
 from . import live, uploads, waiting
 from .keep import FileExpired, Keeper
 from .options import CallOptions
 from .results import Locator, single
 from .uploads import Upload  # noqa: F401 - the nodes build their input files with it
-from .waiting import Follow, UnknownRequest, interruptible, retried, sleep
+from .waiting import Follow, ResultRefused, UnknownRequest, fetch_result, interruptible, sleep
 
 log = get_logger("job")
 
@@ -202,12 +202,10 @@ class Job:
             # Not cut short by Cancel: once sent, fal may bill it, so we must learn its id to cancel it.
             request_id, cancelled = await finish(self.gateway.submit(self.endpoint, arguments))
         except BaseException as exc:
-            status = http_status(exc)
-            if isinstance(exc, SubmitUncertain) or ((status or 0) >= 500 and not getattr(exc, "not_taken", False)):
-                why = exc if isinstance(exc, SubmitUncertain) else (
-                    f"fal.ai answered the submit with HTTP {status}, which does not show whether it took the request")
+            why = may_have_taken(exc)
+            if why:
                 raise await self._possibly_billed(f"{why}, so it may or may not be running (and billed) on fal",
-                                                  str(why)) from None
+                                                  why) from None
             await self._book(book.release, self.identity, wait=RELEASE_WAIT)
             if isinstance(exc, Exception) and not isinstance(exc, FalAudioError) and not comfy.is_interrupt(exc):
                 raise errors.from_fal(self.endpoint, exc, credentials.how_to_set(), submitting=True) from None
@@ -256,29 +254,16 @@ class Job:
         except BaseException as exc:
             if comfy.is_interrupt(exc) or isinstance(exc, asyncio.CancelledError):
                 await self._cancel(request_id, self.cancel_why)
-                raise
-            if isinstance(exc, Exception) and not isinstance(exc, FalAudioError):
-                if http_status(exc) == 404:
-                    raise UnknownRequest(request_id) from None
-                raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
             raise
         if done.error:
             await self._book(journal().failed, self.identity, done.error, paid=True)
             raise RequestFailed(f"{self.endpoint} failed on fal.ai: {done.error}")
         SLOTS.release(self)  # done on fal: the next request may go while this one's result is fetched and kept
         try:
-            response = await retried(f"{self.endpoint}: fetching the result",
-                                     lambda: self.gateway.result(self.endpoint, request_id), server_errors=True)
-        except Exception as exc:
-            if comfy.is_interrupt(exc):
-                raise  # the request is done and paid for: the journal keeps it for the next run
-            if (http_status(exc) or 500) < 500:  # fal says the request itself failed
-                await self._book(journal().failed, self.identity, str(exc), paid=True)
-                raise errors.from_fal(self.endpoint, exc) from None
-            raise RequestFailed(
-                f"{self.endpoint}: request {request_id} finished but its result could not be fetched "
-                f"({errors.from_fal(self.endpoint, exc)}). Run the node again to fetch it (no new charge)."
-            ) from None
+            response = await fetch_result(self.gateway, self.endpoint, request_id)
+        except ResultRefused as refused:  # fal says the request itself failed
+            await self._book(journal().failed, self.identity, refused.detail, paid=True)
+            raise refused.error from None
         files = await self.keeper.keep(response, request_id)
         if not self.keeper.decoded_while_downloading(files):
             self._say("Decoding")

@@ -8,9 +8,10 @@ import re
 import time
 from typing import Awaitable, Callable
 
-from ..core import comfy
-from ..core.errors import TimeoutExpired
+from ..core import comfy, errors
+from ..core.errors import FalAudioError, RequestFailed, TimeoutExpired
 from ..core.log import get_logger
+from ..transport import credentials
 from ..transport.gateway import http_status, is_transient
 from ..transport.retry import retrying
 
@@ -79,6 +80,30 @@ class UnknownRequest(Exception):
     """fal answered 404 for a request id we hold."""
 
 
+class ResultRefused(Exception):
+    """fal answered the result fetch of a completed request with a client error: the request itself failed."""
+
+    def __init__(self, detail: str, error: Exception):
+        super().__init__(detail)
+        self.detail, self.error = detail, error
+
+
+async def fetch_result(gateway, endpoint: str, request_id: str) -> dict:
+    """fal's response of a completed request, asked again after drops and 5xx answers. ResultRefused when fal says the
+    request failed; RequestFailed when it could not be fetched (the next run fetches it without a new charge)."""
+    try:
+        return await retried(f"{endpoint}: fetching the result", lambda: gateway.result(endpoint, request_id),
+                             server_errors=True)
+    except Exception as exc:
+        if comfy.is_interrupt(exc):
+            raise  # the request is done and paid for: the journal keeps it for the next run
+        if (http_status(exc) or 500) < 500:
+            raise ResultRefused(str(exc), errors.from_fal(endpoint, exc)) from None
+        raise RequestFailed(
+            f"{endpoint}: request {request_id} finished but its result could not be fetched "
+            f"({errors.from_fal(endpoint, exc)}). Run the node again to fetch it (no new charge).") from None
+
+
 class Follow:
     """One request fal accepted, followed until it completes."""
 
@@ -140,7 +165,19 @@ class Follow:
     async def until_done(self, options, started: float, say: Callable[[str], None], progress,
                          cancel: Callable[[str], Awaitable[str]]):
         """Wait for COMPLETED (returned: its `error` says whether fal failed it), showing progress,
-        noticing Cancel, enforcing both timeouts of `options` (cancel(why) stops it on fal)."""
+        noticing Cancel, enforcing both timeouts of `options` (cancel(why) stops it on fal). UnknownRequest when
+        fal does not know the request; fal's other errors as the pack's, naming the model."""
+        try:
+            return await self._until_done(options, started, say, progress, cancel)
+        except Exception as exc:
+            if comfy.is_interrupt(exc) or isinstance(exc, FalAudioError):
+                raise
+            if http_status(exc) == 404:
+                raise UnknownRequest(self.request_id) from None
+            raise errors.from_fal(self.endpoint, exc, credentials.how_to_set()) from None
+
+    async def _until_done(self, options, started: float, say: Callable[[str], None], progress,
+                          cancel: Callable[[str], Awaitable[str]]):
         import fal_client
 
         updates: asyncio.Queue = asyncio.Queue()

@@ -253,6 +253,16 @@ def http_status(exc: BaseException) -> Optional[int]:
     return getattr(exc, "status_code", None)
 
 
+def may_have_taken(exc: BaseException) -> Optional[str]:
+    """Why a failed submit may still have reached fal (then it may run, and bill), or None when fal did not take it."""
+    status = http_status(exc)
+    if isinstance(exc, SubmitUncertain):
+        return str(exc)
+    if (status or 0) >= 500 and not getattr(exc, "not_taken", False):
+        return f"fal.ai answered the submit with HTTP {status}, which does not show whether it took the request"
+    return None
+
+
 class Gateway:
     def __init__(self, key: str):
         self.key = key
