@@ -1,7 +1,8 @@
 """The editor's fal panel (web/js/fal_panel.js): what is spent, what is in flight on fal, what was kept.
 
 GET  /fal_audio/panel/spend        today's spend, the daily limit and what is left, the last 30 days per day,
-                                   the last 7 days per model with where each price comes from
+                                   the last 7 days per model with where each price comes from, and per
+                                   worker once more than one has booked (workers sharing a database)
 GET  /fal_audio/panel/inflight     every request this ComfyUI has on fal now (jobs/live.py)
 POST /fal_audio/panel/cancel       {"request_id"}: cancel it on fal (and the other takes of its node run)
 GET  /fal_audio/panel/recent       the last 50 paid or reused results of the journal
@@ -77,11 +78,14 @@ async def spend() -> dict:
     days = [(start + datetime.timedelta(days=n)).isoformat() for n in range(CHART_DAYS)]
     per_day = {day: 0.0 for day in days}
     models: dict = {}
+    workers: dict = {}
     for row in rows:
         if row[0] in per_day:
             per_day[row[0]] += ledger.spend([row])[0]
         if row[0] >= week:
             models.setdefault(row[1], []).append(row)
+            if row[5]:  # rows written before workers were named belong to none
+                workers.setdefault(row[5], []).append(row)
     prices = await pricing.lookup(models, None)  # no key: the price cache, else the pack's table (no call)
     per_model = []
     for endpoint, group in models.items():
@@ -96,13 +100,21 @@ async def spend() -> dict:
                       "fetched": None if fetched is None else
                       datetime.datetime.fromtimestamp(fetched).isoformat(timespec="seconds")}})
     per_model.sort(key=lambda model: -model["usd"])
+    per_worker = []
+    for name, group in workers.items():
+        total, today_usd = ledger.spend(group)[0], ledger.spend([r for r in group if r[0] == today])[0]
+        per_worker.append({"worker": name, "usd": round(total, 6), "text": pricing.money(total),
+                           "paid": sum(1 for r in group if r[2] in (ledger.SETTLED, *ledger.AT_ESTIMATE)),
+                           "today_usd": round(today_usd, 6), "today_text": pricing.money(today_usd)})
+    per_worker.sort(key=lambda worker: -worker["usd"])
     return {"today": {"day": today, "usd": round(usd, 6), "text": pricing.money(usd), "in_flight": flying,
                       "possibly_billed": possibly, "unknown_price": unknown},
             "limit": {"usd": limit, "text": pricing.money(limit) if limit else "none",
                       "left_usd": round(max(0.0, limit - usd), 6) if limit else None,
                       "left_text": pricing.money(max(0.0, limit - usd)) if limit else None, "source": limit_source},
             "days": [{"day": day, "usd": round(per_day[day], 6), "text": pricing.money(per_day[day])} for day in days],
-            "models": per_model}
+            "models": per_model,
+            "workers": per_worker if len(per_worker) > 1 else []}  # as the fal Spend node: once two have booked
 
 
 # -- recent results -----------------------------------------------------------------------------------------

@@ -71,6 +71,28 @@ def test_the_limit_of_the_newest_runs_fal_client_is_the_panels(fal, nodes, comfy
     assert spend["limit"]["left_text"] == "$1.90"
 
 
+@pytest.mark.parametrize("home", ["sqlite", "postgres"])
+def test_spend_has_the_spend_nodes_per_worker_lines_once_two_workers_have_booked(fal, nodes, comfy, panel, short_file,
+                                                                                request, home, monkeypatch):
+    if home == "postgres":
+        request.getfixturevalue("postgres")
+    journal = pack_module("money.journal")
+    monkeypatch.setattr(journal, "WORKER", "gpu-1")
+    lyria(nodes, seed=1)
+    assert asyncio.run(panel.spend())["workers"] == [] and "Per worker" not in spend_node(nodes)[0]
+    monkeypatch.setattr(journal, "WORKER", "gpu-2")  # a second worker on the same books
+    lyria(nodes, seed=2)
+    lyria(nodes, seed=3)
+    lyria(nodes, seed=1)  # reused by gpu-2: $0
+    report, _ = spend_node(nodes)
+    workers = asyncio.run(panel.spend())["workers"]
+    assert [(w["worker"], w["paid"]) for w in workers] == [("gpu-2", 2), ("gpu-1", 1)]
+    assert [w["usd"] for w in workers] == [w["today_usd"] for w in workers] == [pytest.approx(0.2), pytest.approx(0.1)]
+    lines = report.split("Per worker, last 7 days:\n")[1].splitlines()[:2]
+    assert lines == [f"  {w['worker']}: {w['text']} in {w['paid']} paid, today {w['today_text']}" for w in workers]
+    assert lines[0] == "  gpu-2: $0.20 in 2 paid, today $0.20"
+
+
 # --- recent results, play, fetch again -----------------------------------------------------------------------
 
 def test_recent_lists_paid_and_reused_results_newest_first(fal, nodes, comfy, panel, short_file):

@@ -1,8 +1,10 @@
 """Issue 21: the fal panel in the real editor (headless Chromium, the frontend ComfyUI pins and the newest one), on
-a real ComfyUI talking to the fal emulator: its spend is the ledger's, its Cancel reaches fal for every take of
-the node run, a recent result plays, "fetch again" makes no submit, and fal Result by Request ID gives the same
-audio with no submit."""
+a real ComfyUI talking to the fal emulator: its spend is the ledger's (with the fal Spend node's lines per worker
+when another worker shares the books), its Cancel reaches fal for every take of the node run, a recent result
+plays, "fetch again" makes no submit, and fal Result by Request ID gives the same audio with no submit."""
 
+import contextlib
+import itertools
 import os
 import shutil
 import time
@@ -51,9 +53,27 @@ def saved(server, entry: dict):
     return decode_audio(server.output_file(item))[0]
 
 
+def books(server):
+    return pack_module("money.journal").Journal(server.base / "user" / "fal-audio" / "journal.sqlite3")
+
+
 def ledger_today(server) -> float:
-    journal = pack_module("money.journal").Journal(server.base / "user" / "fal-audio" / "journal.sqlite3")
-    return journal.spend_report()[1]
+    return books(server).spend_report()[1]
+
+
+def another_worker_paid(server, usd: float) -> None:
+    """A request another worker sharing these books paid today (its ledger row, as that worker books it)."""
+    ledger, now = pack_module("money.ledger"), time.time()
+    with contextlib.closing(books(server).store.connect()) as conn:
+        conn.execute("INSERT INTO ledger (identity, endpoint, day, state, estimate_usd, cost_usd, created, updated,"
+                     " worker) VALUES (?, 'fal-ai/lyria2', ?, ?, ?, ?, ?, ?, 'gpu-remote')",
+                     (f"remote-{now}", ledger.today(), ledger.SETTLED, usd, usd, now, now))
+
+
+def per_worker_lines(server) -> list:
+    """The fal Spend node's lines per worker."""
+    lines = books(server).spend_report()[0].split("Per worker, last 7 days:\n")[1].splitlines()
+    return [line.strip() for line in itertools.takewhile(lambda line: line.startswith("  "), lines)]
 
 
 def open_panel(editor):
@@ -80,9 +100,13 @@ def test_spend_in_flight_cancel_and_recent_results(ui, fal, pack_nodes, tmp_path
     run(server, lyria(second))
     run(server, lyria(first, client=defaults(pack_nodes["FalAudioClient"])))  # the same request: reused
     assert len(fal.submissions) == submits + 2
+    another_worker_paid(server, 0.05)  # the books are shared with another worker: the panel has a line per worker
     reopen_panel(ui) if page.locator(".fal-panel").count() else open_panel(ui)
     today = ledger_today(server)
     assert page.locator(".fal-today b").inner_text() == f"Today {money(today)}"
+    workers = per_worker_lines(server)
+    assert len(workers) == 2 and any(line.startswith("gpu-remote: ") for line in workers)
+    assert page.locator(".fal-worker").all_inner_texts() == workers
 
     # takes=2, running: both requests show in flight; the panel's Cancel reaches fal for each.
     fal.set_timing("fal-ai/lyria2", run_seconds=120.0)

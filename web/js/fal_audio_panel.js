@@ -1,5 +1,5 @@
 // fal Audio panel: a "fal" tab in the editor's sidebar with what is spent (today against the daily limit, the last
-// 30 days, the last 7 days per model and where prices come from), every request this ComfyUI has on fal now (with
+// 30 days, the last 7 days per model and where prices come from, per worker when several share a database), every request this ComfyUI has on fal now (with
 // a Cancel button each) and the recent kept results (copy the id, play, fetch again). The server pushes changes
 // over ComfyUI's websocket ("fal_audio.panel"); the page only asks again every REFRESH_MS while the tab is open.
 // Everything that comes from data is inserted as text (textContent), never as HTML.
@@ -153,6 +153,12 @@ class Panel {
       const fresh = price.fetched ? ` at ${price.fetched.replace("T", " ")}` : "";
       row.append(el("div", "fal-muted", `${price.text} · ${price.source}${fresh}`));
       box.append(row);
+    }
+    const workers = spend.workers || []; // several workers sharing one database: the fal Spend node's lines
+    if (workers.length) box.append(el("div", "fal-muted", "Last 7 days per worker"));
+    for (const worker of workers) {
+      box.append(el("div", "fal-row fal-worker",
+        `${worker.worker}: ${worker.text} in ${worker.paid} paid, today ${worker.today_text}`));
     }
   }
 
