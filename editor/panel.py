@@ -2,7 +2,8 @@
 
 GET  /fal_audio/panel/spend        today's spend, the daily limit and what is left, the last 30 days per day,
                                    the last 7 days per model with where each price comes from, and per
-                                   worker once more than one has booked (workers sharing a database)
+                                   worker once more than one has booked (workers sharing a database); the
+                                   books are the newest run's fal Client's (its profile may name a database)
 GET  /fal_audio/panel/inflight     every request this ComfyUI has on fal now (jobs/live.py)
 POST /fal_audio/panel/cancel       {"request_id"}: cancel it on fal (and the other takes of its node run)
 GET  /fal_audio/panel/recent       the last 50 paid or reused results of the journal
@@ -17,6 +18,7 @@ when a request starts, changes state or ends (throttled): {"requests": [...], "s
 """
 
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -50,6 +52,21 @@ def _fail(status: int, message: str) -> tuple:
 
 # -- spend ------------------------------------------------------------------------------------------------
 
+def _books():
+    """The books the panel shows: those of the newest run's fal Client (its profile may name a database), so that
+    the spend and the limit shown are one Client's; else (no run yet, or its profile is gone from the credentials
+    file since) the default ones, as the fal Spend node without a Client."""
+    from ..core.errors import CredentialsError
+    from ..jobs import live
+    from ..jobs.options import CallOptions
+
+    options = live.latest_options()
+    if options is not None:
+        with contextlib.suppress(CredentialsError):
+            return options.books()
+    return CallOptions().books()
+
+
 def _limit() -> tuple:
     """(daily limit in USD, where it comes from): the fal Client of this process's newest run, else the
     environment (as the fal Spend node without a Client)."""
@@ -68,9 +85,9 @@ def _limit() -> tuple:
 
 
 async def spend() -> dict:
-    from ..money import journal, ledger, pricing
+    from ..money import ledger, pricing
 
-    rows = await asyncio.to_thread(journal.current().ledger_rows, CHART_DAYS)
+    rows = await asyncio.to_thread(_books().ledger_rows, CHART_DAYS)
     today, week = ledger.today(), ledger.first_day()
     usd, unknown, flying, possibly = ledger.spend([r for r in rows if r[0] == today])
     limit, limit_source = _limit()
@@ -138,10 +155,10 @@ def _seconds(path: Path) -> Optional[float]:
 
 
 def recent() -> dict:
-    from ..money import journal, pricing
+    from ..money import pricing
 
     items = []
-    for row in journal.current().results(RECENT):
+    for row in _books().results(RECENT):
         files = row["files"]
         first = Path(next(iter(files.values()))) if files else None
         kept = first is not None and first.is_file()
@@ -172,9 +189,7 @@ def _request_id(value) -> Optional[str]:
 
 
 def _result_of(request_id: str) -> Optional[dict]:
-    from ..money import journal
-
-    found = journal.current().results(1, request_id)
+    found = _books().results(1, request_id)
     return found[0] if found and found[0]["files"] else None
 
 
@@ -207,13 +222,12 @@ async def fetch_again(request_id: str) -> tuple:
     """Download fal's copy of every deleted file of a kept result, to where it was kept (no request, no charge)."""
     from ..core.errors import RequestFailed
     from ..jobs.results import file_name
-    from ..money import journal
     from ..transport.gateway import Gateway, http_status
 
     result = await asyncio.to_thread(_result_of, request_id)
     if result is None:
         return _fail(404, f"no kept result of request {request_id} in this ComfyUI's journal")
-    entry = await asyncio.to_thread(journal.current().get, result["identity"])
+    entry = await asyncio.to_thread(_books().get, result["identity"])
     urls = _urls(entry.response if entry is not None else None)
     fetched = []
     for name, kept in result["files"].items():
@@ -267,14 +281,13 @@ def _request_id_from(raw: Optional[bytes]):
 
 async def cancel(raw: Optional[bytes]) -> tuple:
     from ..jobs import live
-    from ..money import journal
     from ..money.journal import SUBMITTED
 
     request_id, failure = _request_id_from(raw)
     if failure:
         return failure
     job = live.find(request_id)
-    entry = None if job is None else await asyncio.to_thread(journal.current().get, job.identity)
+    entry = None if job is None else await asyncio.to_thread(job.book.get, job.identity)
     if entry is None or entry.request_id != request_id or entry.state != SUBMITTED:
         return _fail(404, f"request {request_id} is not in flight in this ComfyUI (finished, cancelled, or not "
                           "one of its requests)")

@@ -6,6 +6,7 @@ decoding the result in jobs/keep.py, the books in money/journal.py.
 
 import asyncio
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,6 @@ from ..core.log import get_logger
 from ..media import audio as audio_io
 from ..money import ledger
 from ..money.journal import COMPLETED, SUBMITTED, UNCERTAIN, Booked
-from ..money.journal import current as journal
 from ..money.journal import identity as request_identity
 from ..money.owner import OWNER
 from ..money.pricing import returned_seconds
@@ -102,13 +102,18 @@ class Job:
         self.request_id: Optional[str] = None
         self.cancel_why = "cancelled by the user"
 
+    @functools.cached_property
+    def book(self):
+        """This request's journal, chosen once: the books of the fal Client's profile (CallOptions.books)."""
+        return self.options.books()
+
     def _say(self, text: str) -> None:
         self.progress.text(f"{self.label}{text}")
         live.said(self, text)
 
     async def _book(self, step: Callable, *args, **options):
         """Run a journal step of this request; keep the ledger row it booked."""
-        result = await journal().call(step, *args, **options)
+        result = await self.book.call(step, *args, **options)
         if isinstance(result, Booked):
             self.booked = result
         return result
@@ -118,7 +123,7 @@ class Job:
         estimate = self.charge.usd if self.charge is not None else None
         message = (f"{self.endpoint}: {why}. {ledger.possibly_billed(estimate)} It was not resent automatically; "
                    f"{CHECK_REQUESTS} and run the node again to submit anew.")
-        await self._book(journal().uncertain, self.identity, detail, message, per_loop(_uncertain), paid=True)
+        await self._book(self.book.uncertain, self.identity, detail, message, per_loop(_uncertain), paid=True)
         return RequestFailed(message)
 
     async def run(self) -> JobResult:
@@ -153,7 +158,7 @@ class Job:
         """Claim the right to submit (None), reserving the estimate (refused past today's limit), or
         return the result of the same request paid earlier: kept (reused), or still with fal
         (resumed). Waits while someone else is submitting it."""
-        book = journal()
+        book = self.book
         while True:
             try:  # a claim made after this task stopped waiting (Cancel) is released again, in order
                 entry = await book.call(book.claim, self.identity, self.endpoint, self.charge,
@@ -191,9 +196,9 @@ class Job:
     async def _submit(self) -> str:
         """Upload the inputs and submit; return fal's request id, recorded in the journal. From
         the moment fal may have the request it is never lost: followed, cancelled, or booked."""
-        book = journal()
+        book = self.book
         try:
-            arguments = await uploads.resolve(self.request, self.gateway, self.endpoint, self._say)
+            arguments = await uploads.resolve(self.request, self.gateway, self.endpoint, self._say, book)
             await interruptible(SLOTS.take(self, self.options.max_concurrent_requests,
                                            lambda *state: self._say(waiting_text(*state))))
             self._say("Submitting")
@@ -238,9 +243,9 @@ class Job:
             self._say("the kept file was deleted and fal's copy has expired: paying for a new take")
             return None
         if files != kept:
-            await journal().call(journal().completed, self.identity, entry.response, files, paid=True)
+            await self.book.call(self.book.completed, self.identity, entry.response, files, paid=True)
         self._say("Reused the kept result (no new charge)")
-        await self._book(journal().reused, self.identity, self.endpoint, entry.request_id)
+        await self._book(self.book.reused, self.identity, self.endpoint, entry.request_id)
         self.cost = 0.0
         return JobResult.of(entry.response, files, await self.keeper.decode(files, entry.response), entry.request_id,
                             reused=True)
@@ -256,13 +261,13 @@ class Job:
                 await self._cancel(request_id, self.cancel_why)
             raise
         if done.error:
-            await self._book(journal().failed, self.identity, done.error, paid=True)
+            await self._book(self.book.failed, self.identity, done.error, paid=True)
             raise RequestFailed(f"{self.endpoint} failed on fal.ai: {done.error}")
         SLOTS.release(self)  # done on fal: the next request may go while this one's result is fetched and kept
         try:
             response = await fetch_result(self.gateway, self.endpoint, request_id)
         except ResultRefused as refused:  # fal says the request itself failed
-            await self._book(journal().failed, self.identity, refused.detail, paid=True)
+            await self._book(self.book.failed, self.identity, refused.detail, paid=True)
             raise refused.error from None
         files = await self.keeper.keep(response, request_id)
         if not self.keeper.decoded_while_downloading(files):
@@ -270,13 +275,13 @@ class Job:
         # The decode starts in worker threads while the journal records the result (no wait in between).
         decoding = asyncio.ensure_future(self.keeper.decode(files, response))
         try:
-            await self._book(journal().completed, self.identity, response, files, paid=True)
+            await self._book(self.book.completed, self.identity, response, files, paid=True)
         except BaseException:
             decoding.cancel()
             await asyncio.gather(decoding, return_exceptions=True)
             raise
         result = JobResult.of(response, files, await decoding, request_id, reused=False)
-        self.cost = await journal().call(journal().settle, self.identity, self.charge, returned_seconds(result.audio))
+        self.cost = await self.book.call(self.book.settle, self.identity, self.charge, returned_seconds(result.audio))
         if self.booked is not None:
             self.booked = self.booked._replace(cost=self.cost)
         return result
@@ -300,6 +305,6 @@ class Job:
             return (f"Cancelling request {request_id} was not confirmed by fal ({reason}): it may still run and be "
                     "billed; the next run with the same inputs picks up its result without a new charge.")
         # Retired (never reused); not waited for long: the write is made in order even if the lock is held.
-        await self._book(journal().failed, self.identity, why, paid=True, wait=RELEASE_WAIT)
+        await self._book(self.book.failed, self.identity, why, paid=True, wait=RELEASE_WAIT)
         log.info("%s: cancelled request %s (%s)", self.endpoint, request_id, why)
         return f"Request {request_id} was cancelled on fal."

@@ -40,6 +40,17 @@ class CallOptions:
             return limit_from_env()
         return check_limit(self.daily_spend_limit_usd, "fal Client: 'daily_spend_limit_usd'")
 
+    def books(self):
+        """The journal of this workflow's books (money/journal.py): the database $FAL_AUDIO_DATABASE_URL names,
+        else the `database_url` of this profile (or of "default" when none is named) in the credentials file,
+        else the SQLite file in the data folder. One journal per database and process."""
+        from ..money import journal, store
+        from ..transport import credentials
+
+        if store.url_from_env():  # the environment wins over every profile
+            return journal.current()
+        return journal.current(*credentials.database_url(self.profile))
+
     def output_path(self) -> Path:
         if not self.output_dir.strip():
             return comfy.output_directory()

@@ -9,7 +9,6 @@ from typing import List, Optional
 
 from ..core import comfy
 from ..core.log import get_logger
-from ..money import journal
 from ..money.ledger import ACCEPTED, SETTLED, UNCERTAIN
 from ..money.pricing import Charge, charge, lookup, money, parse_unit
 from ..transport import credentials, endpoint_id
@@ -65,7 +64,7 @@ async def estimate(jobs: list, bills: list, options, progress: comfy.Progress) -
     progress.text(f"Estimate {describe(charges)}")
     limit = options.spend_limit()
     if limit:
-        book = journal.current()
+        book = options.books()
         try:
             await book.call(book.check_limit, jobs[0].endpoint, [(job.identity, job.charge.usd) for job in jobs],
                             limit)

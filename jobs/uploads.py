@@ -11,7 +11,6 @@ from ..core import comfy
 from ..core.aio import per_loop
 from ..media import audio as audio_io
 from ..media import reuse
-from ..money.journal import current as journal
 from .waiting import retried
 
 _locks: dict = {}
@@ -50,12 +49,12 @@ def _lock(content_hash: str) -> asyncio.Lock:
     return per_loop(_locks).setdefault(content_hash, asyncio.Lock())
 
 
-async def resolve(value, gateway, endpoint: str, say: Callable[[str], None]):
-    """`value` (a request's arguments) with every Upload in it replaced by its URL on fal."""
+async def resolve(value, gateway, endpoint: str, say: Callable[[str], None], book):
+    """`value` (a request's arguments) with every Upload in it replaced by its URL on fal (`book`: the journal
+    whose upload cache is asked first)."""
     if isinstance(value, Upload):
         # One upload per content even when several takes need the same clip at once.
         async with _lock(value.content_hash):
-            book = journal()
             url = await book.call(book.upload_url, value.content_hash)
             if url is None and value.origin is not None:  # fal's own copy of this very file
                 url = await reuse.still_served(value.origin, gateway.probe)
@@ -71,7 +70,7 @@ async def resolve(value, gateway, endpoint: str, say: Callable[[str], None]):
                 await book.call(book.remember_upload, value.content_hash, url)
         return url
     if isinstance(value, dict):
-        return {k: await resolve(v, gateway, endpoint, say) for k, v in value.items()}
+        return {k: await resolve(v, gateway, endpoint, say, book) for k, v in value.items()}
     if isinstance(value, list):
-        return [await resolve(v, gateway, endpoint, say) for v in value]
+        return [await resolve(v, gateway, endpoint, say, book) for v in value]
     return value

@@ -59,7 +59,7 @@ from .ledger import ACCEPTED, OPEN, RESERVED, REUSED, SETTLED, UNPAID
 from .owner import OWNER, dead_here
 from .pricing import Charge, money
 from .pricing import units as price_units
-from .store import JournalUnusable, Unreachable, open_store, url_from_env, worker_name
+from .store import ENV_URL, JournalUnusable, Unreachable, open_store, url_from_env, worker_name
 from .wal import durable, synced, use_wal
 from .wal import locked as _locked
 
@@ -117,13 +117,13 @@ _journals_seen: dict = {}  # path -> Journal, for the lease renewer
 _opened: dict = {}  # path -> Journal of the data folder (current())
 
 
-def current() -> "Journal":
-    """The journal of the pack's data folder, or of the database FAL_AUDIO_DATABASE_URL names (one per
-    place and process)."""
-    url = url_from_env()
+def current(url: Optional[str] = None, source: str = ENV_URL) -> "Journal":
+    """The journal of the database at `url` (written in `source`, e.g. a credentials profile), else of the one
+    FAL_AUDIO_DATABASE_URL names, else of the pack's data folder: one per place and process."""
+    url = url or url_from_env()
     place = url or comfy.data_directory() / "journal.sqlite3"
     if place not in _opened:
-        _opened[place] = Journal(url=url) if url else Journal(place)
+        _opened[place] = Journal(url=url, source=source) if url else Journal(place)
     return _opened[place]
 
 
@@ -173,10 +173,11 @@ class Booked(NamedTuple):
 
 
 class Journal:
-    def __init__(self, path: Optional[Path] = None, url: Optional[str] = None):
-        """The SQLite journal at `path` (default: the data folder's), or the PostgreSQL database at `url`."""
+    def __init__(self, path: Optional[Path] = None, url: Optional[str] = None, source: str = ENV_URL):
+        """The SQLite journal at `path` (default: the data folder's), or the PostgreSQL database at `url` (named
+        in `source`)."""
         self.path = None if url else Path(path) if path else comfy.data_directory() / "journal.sqlite3"
-        self.store = open_store(self.path, url, BUSY_TIMEOUT)
+        self.store = open_store(self.path, url, BUSY_TIMEOUT, source)
         self.place = self.store.place  # the file, or the URL without its password: for claims held and messages
         self._local = threading.local()
         self._generation = 0  # bumped when a damaged file is moved aside: connections reopen

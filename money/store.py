@@ -1,5 +1,6 @@
 """Where the books live: SQLite (the default, a file in the pack's data folder, nothing to set up) or
-PostgreSQL (`FAL_AUDIO_DATABASE_URL=postgresql://...`), shared by several ComfyUI workers.
+PostgreSQL (`FAL_AUDIO_DATABASE_URL=postgresql://...`, or a credentials profile's `database_url`), shared by
+several ComfyUI workers.
 
 The journal writes its SQL once, in SQLite's words with `?` placeholders; this layer opens a
 connection and translates the few things that differ:
@@ -97,8 +98,9 @@ class Postgres:
     kind = "postgres"
     begin = ("BEGIN", f"SELECT pg_advisory_xact_lock({STEP_LOCK})")
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, source: str = ENV_URL):
+        """`source`: where the URL is written (FAL_AUDIO_DATABASE_URL, a credentials profile), for messages."""
+        self.url, self.source = url, source
         self.place = scrub(url)
         self._psycopg = None
 
@@ -109,9 +111,9 @@ class Postgres:
                 import psycopg
             except ImportError:
                 raise Unreachable(
-                    f"{ENV_URL} is set ({self.place}), but the PostgreSQL driver is not installed: run "
-                    '`pip install "psycopg[binary]"` in ComfyUI\'s Python, or unset it to keep the books in the '
-                    "user folder. Nothing was sent to fal.") from None
+                    f"The fal Audio database is set ({self.place}, {self.source}), but the PostgreSQL driver is "
+                    'not installed: run `pip install "psycopg[binary]"` in ComfyUI\'s Python, or remove the URL to '
+                    "keep the books in the user folder. Nothing was sent to fal.") from None
             self._psycopg = psycopg
         return self._psycopg
 
@@ -129,7 +131,7 @@ class Postgres:
 
     def unreachable(self, exc: BaseException) -> "Unreachable":
         problem = str(exc).replace(urlsplit(self.url).password or "\0", "***").strip() or type(exc).__name__
-        return Unreachable(f"The fal Audio database at {self.place} ({ENV_URL}) cannot be reached: {problem}. "
+        return Unreachable(f"The fal Audio database at {self.place} ({self.source}) cannot be reached: {problem}. "
                            "Start it or fix the URL. Nothing was sent to fal.")
 
     @staticmethod
@@ -158,5 +160,5 @@ class Unreachable(JournalUnusable):
     """The shared database cannot be reached (or its driver is missing): said before anything is paid."""
 
 
-def open_store(path: Optional[Path], url: Optional[str], timeout: float):
-    return Postgres(url) if url else Sqlite(path, timeout)
+def open_store(path: Optional[Path], url: Optional[str], timeout: float, source: str = ENV_URL):
+    return Postgres(url, source) if url else Sqlite(path, timeout)

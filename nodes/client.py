@@ -25,7 +25,8 @@ class FalClientNode:
             "required": {
                 "profile": widgets.text(
                     "Name of a profile in your fal credentials file (e.g. 'work'). Empty: FAL_KEY from the "
-                    "environment, else the file's 'default' profile. Never paste the key itself here: "
+                    "environment, else the file's 'default' profile. A profile's database_url (if any) keeps this "
+                    "workflow's spend and results on that shared database. Never paste the key itself here: "
                     "widgets are saved in the workflow."),
                 "queue_timeout": widgets.number(
                     "Seconds a request may wait in fal's queue before it is cancelled (no runner picked it up; "

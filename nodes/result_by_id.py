@@ -68,7 +68,7 @@ class FalResultByRequestID:
             return {MAIN: found[1]} if found else {}
 
         keeper = Keeper(endpoint, gateway, options, locate, audio_io.decode, progress.text)
-        book = journal.current()
+        book = options.books()
         key = journal.identity(endpoint, {"result_of": request_id})
         earlier = next((r for r in await asyncio.to_thread(book.results, 1, request_id)
                         if r["endpoint"] == endpoint and r["files"]), None)

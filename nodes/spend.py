@@ -36,10 +36,9 @@ class FalSpend:
     async def report(self, fal_client: "CallOptions" = None, unique_id=None):
         from ..core import comfy
         from ..jobs.options import CallOptions
-        from ..money import journal
 
         options = fal_client or CallOptions()
-        book = journal.current()
+        book = options.books()
         text, today = await book.call(book.spend_report, options.spend_limit())
         comfy.Progress(unique_id).text(text.splitlines()[1] if "\n" in text else text)
         return {"ui": {"text": [text]}, "result": (text, today)}

@@ -4,10 +4,13 @@ reuse, requests still with fal to resume, and the spend the daily limit counts. 
 copied before are not copied twice. Stop that machine's ComfyUI first.
 
     python scripts/import_journal.py ComfyUI/user/fal-audio/journal.sqlite3 [--url postgresql://...]
-    [--worker NAME]
+    [--profile NAME] [--worker NAME]
 
-The URL defaults to $FAL_AUDIO_DATABASE_URL; ledger rows that name no worker are booked to --worker
-(default: $FAL_AUDIO_WORKER_NAME, else this machine's host name). Needs `pip install "psycopg[binary]"`.
+The database is --url, else the one the pack uses for runs with the credentials profile --profile (default:
+"default"): $FAL_AUDIO_DATABASE_URL, else that profile's `database_url` in the credentials file (the first of
+$FAL_AUDIO_CREDENTIALS, credentials.json beside the journal, fal_credentials.json in the pack's folder). Ledger rows
+that name no worker are booked to --worker (default: $FAL_AUDIO_WORKER_NAME, else this machine's host name).
+Needs `pip install "psycopg[binary]"`.
 """
 
 import argparse
@@ -21,33 +24,42 @@ PACK_DIR = Path(__file__).resolve().parent.parent
 PACKAGE = "fal_audio_import"
 
 
-def money(name: str):
-    """A module of the pack's money package, without loading the pack's nodes (no ComfyUI needed)."""
+def pack(name: str):
+    """A module of the pack (e.g. "money.journal"), without loading the pack's nodes (no ComfyUI needed)."""
     if PACKAGE not in sys.modules:
         spec = importlib.util.spec_from_file_location(PACKAGE, PACK_DIR / "__init__.py",
                                                       submodule_search_locations=[str(PACK_DIR)])
         sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)  # its __init__ (the nodes) is not run
-    return importlib.import_module(f"{PACKAGE}.money.{name}")
+    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("journal", type=Path, help="the SQLite journal file (journal.sqlite3)")
-    parser.add_argument("--url", default=os.environ.get("FAL_AUDIO_DATABASE_URL", ""),
-                        help="the database (default: $FAL_AUDIO_DATABASE_URL)")
+    parser.add_argument("--url", default="", help="the database (default: $FAL_AUDIO_DATABASE_URL, else the "
+                                                  "database_url of --profile in the credentials file)")
+    parser.add_argument("--profile", default="", help='the credentials profile naming the database (default: '
+                                                      '"default")')
     parser.add_argument("--worker", default="", help="the worker name for ledger rows that name none")
     args = parser.parse_args(argv)
-    store, journal = money("store"), money("journal")
-    if not args.url.startswith(("postgresql://", "postgres://")):
-        parser.error("give the database as --url postgresql://... or in FAL_AUDIO_DATABASE_URL")
-    book = journal.Journal(url=args.url)
+    # The credentials file of ComfyUI's user folder lies beside the journal (<ComfyUI>/user/fal-audio/).
+    os.environ.setdefault("FAL_AUDIO_DATA_DIR", str(args.journal.resolve().parent))
+    store, journal = pack("money.store"), pack("money.journal")
+    credentials, errors = pack("transport.credentials"), pack("core.errors")
+    url, source = args.url, "--url"
     try:
-        copied = book.import_from(args.journal, args.worker)
-    except (FileNotFoundError, journal.JournalUnusable) as exc:
+        if not url:
+            url, source = (store.url_from_env(), store.ENV_URL) if store.url_from_env() \
+                else credentials.database_url(args.profile)
+        if not (url or "").startswith(("postgresql://", "postgres://")):
+            parser.error("give the database as --url postgresql://..., in FAL_AUDIO_DATABASE_URL, or as the "
+                         "database_url of a credentials profile (--profile)")
+        copied = journal.Journal(url=url, source=source).import_from(args.journal, args.worker)
+    except (FileNotFoundError, journal.JournalUnusable, errors.CredentialsError) as exc:
         print(exc, file=sys.stderr)
         return 1
     print(f"Copied {copied['requests']} requests, {copied['ledger']} ledger rows and {copied['uploads']} uploads "
-          f"from {args.journal} into {store.scrub(args.url)} (rows copied before were left as they are).")
+          f"from {args.journal} into {store.scrub(url)} ({source}; rows copied before were left as they are).")
     return 0
 
 

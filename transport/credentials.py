@@ -7,7 +7,11 @@ FAL_KEY_SECRET; else the file's "default" profile.
 Credentials file (JSON, first one found):
   $FAL_AUDIO_CREDENTIALS, <ComfyUI>/user/fal-audio/credentials.json,
   <this pack>/fal_credentials.json (git-ignored)
-  {"default": "KEY_ID:KEY_SECRET", "work": {"key_id": "...", "key_secret": "..."}}
+  {"default": "KEY_ID:KEY_SECRET", "work": {"key_id": "...", "key_secret": "...",
+                                            "database_url": "postgresql://user:password@host/db"}}
+
+A profile's `database_url` puts the books of the runs using it on that PostgreSQL database (docs/workers.md);
+$FAL_AUDIO_DATABASE_URL, when set, wins for every run (the caller looks at it first).
 """
 
 import json
@@ -15,11 +19,13 @@ import os
 import re
 from pathlib import Path
 from typing import List, Optional, Tuple
+from urllib.parse import urlsplit
 
 from ..core import comfy, secrets
 from ..core.errors import CredentialsError
 
 PACK_DIR = Path(__file__).resolve().parent.parent
+DATABASE = "database_url"  # a profile's entry naming the database of its books
 _KEY_SHAPE = re.compile(r"^[A-Za-z0-9_\-.]+:[A-Za-z0-9_\-.]+$")
 
 HOW_TO_SET = (
@@ -86,24 +92,37 @@ def _load_profiles() -> Tuple[Optional[Path], dict]:
             if isinstance(entry, str):
                 secrets.register(entry.strip())
             elif isinstance(entry, dict):
-                for value in entry.values():
-                    secrets.register(str(value))
+                for name, value in entry.items():  # of a database URL only its password is secret
+                    secrets.register(_password(value) if name == DATABASE else str(value))
         return path, profiles
     return None, {}
+
+
+def _password(url) -> str:
+    try:
+        return urlsplit(str(url)).password or ""
+    except ValueError:  # not a URL: told when it is used
+        return ""
+
+
+def _profile(profile: str) -> Tuple[Optional[Path], dict]:
+    """(file, profiles) of a credentials file that has `profile`; CredentialsError naming the profiles found."""
+    path, profiles = _load_profiles()
+    if profile not in profiles:
+        where = f"the credentials file {path}" if path else "no credentials file"
+        known = ", ".join(sorted(profiles)) or "none"
+        raise CredentialsError(
+            f"The fal Client asks for credentials profile '{profile}', but {where} has it "
+            f"(profiles found: {known}). " + how_to_set()
+        )
+    return path, profiles
 
 
 def resolve_key(profile: str = "") -> str:
     """Return the key to use; raise CredentialsError saying where to put one."""
     profile = (profile or "").strip()
     if profile:
-        path, profiles = _load_profiles()
-        if profile not in profiles:
-            where = f"the credentials file {path}" if path else "no credentials file"
-            known = ", ".join(sorted(profiles)) or "none"
-            raise CredentialsError(
-                f"The fal Client asks for credentials profile '{profile}', but {where} has it "
-                f"(profiles found: {known}). " + how_to_set()
-            )
+        path, profiles = _profile(profile)
         return _profile_key(profiles[profile], f"profile '{profile}' in {path}")
     if os.environ.get("FAL_KEY", "").strip():
         return _checked(os.environ["FAL_KEY"], "the FAL_KEY environment variable")
@@ -116,3 +135,20 @@ def resolve_key(profile: str = "") -> str:
     if "default" in profiles:
         return _profile_key(profiles["default"], f"profile 'default' in {path}")
     raise CredentialsError("No fal API key found. " + how_to_set())
+
+
+def database_url(profile: str = "") -> Tuple[Optional[str], str]:
+    """The `database_url` of a run's profile (the fal Client's, else "default") and where it is written, or
+    (None, "") when the profile names no database (its books stay in the SQLite file). Never says the password."""
+    named = (profile or "").strip()
+    path, profiles = _profile(named) if named else _load_profiles()
+    name = named or "default"
+    entry = profiles.get(name)
+    url = entry.get(DATABASE) if isinstance(entry, dict) else None
+    if url is None:
+        return None, ""
+    where = f"profile '{name}' in {path}"
+    if not isinstance(url, str) or not url.strip().startswith(("postgresql://", "postgres://")):
+        raise CredentialsError(f"The '{DATABASE}' of {where} is not a PostgreSQL URL: write it as "
+                               '"postgresql://user:password@host:5432/database" (the value is not shown).')
+    return url.strip(), where

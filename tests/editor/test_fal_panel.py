@@ -270,7 +270,7 @@ def test_a_run_with_one_request_ends_with_the_panels_message(fal, nodes, comfy, 
     assert fal.cancels == [request_id] and "cancelled from the fal panel" in str(outcome["error"])
 
 
-def test_pushed_events_are_throttled(panel):
+def test_pushed_events_are_throttled(panel, comfy):  # comfy: the books in a folder of the test's own
     sent = []
 
     class Instance:
@@ -372,7 +372,7 @@ def test_routes_answer_json_and_refuse_bad_input(fal, nodes, comfy, panel, short
 def test_a_failing_route_answers_json_without_a_stack_trace(fal, comfy, panel, monkeypatch):
     from support import CANARY_KEY
 
-    def broken():
+    def broken(*where):
         raise OSError(f"disk gone near {CANARY_KEY}")
 
     monkeypatch.setattr(pack_module("money.journal"), "current", broken)

@@ -65,7 +65,7 @@ def two_files(fal, drums_fmt="mp3"):
 
 
 def entry_of(fal):
-    journal = pack_module("jobs.job").journal()
+    journal = pack_module("money.journal").current()
     rows = journal._connect().execute("SELECT identity FROM requests").fetchall()
     assert len(rows) == 1
     return journal.get(rows[0][0])
@@ -169,7 +169,7 @@ def test_a_journal_from_before_several_files_is_still_reused(fal, nodes, comfy):
     """A journal written by the one-file runner (no `files` column) keeps working: its kept file is reused."""
     fal.set_handler(ENDPOINT, lambda payload: fal.file_result(seconds=1.0, rate=48000, channels=2, freq=500.0))
     (first,) = run(nodes[LYRIA])
-    book = pack_module("jobs.job").journal()
+    book = pack_module("money.journal").current()
     path = book.path
     row = book._connect().execute(
         "SELECT identity, endpoint, state, request_id, owner, response, file_path, detail, created, updated"

@@ -219,7 +219,7 @@ def test_resume_of_a_request_fal_never_had_submits_anew(fal, nodes, short_file):
     planned = node().requests(defaults(node, prompt="money test"))
     options = pack_module("jobs.options").CallOptions()
     job = job_module.Job(node.ENDPOINT, planned[0][0], options, None, take_key=planned[0][1])
-    book = job_module.journal()
+    book = job.book
     assert book.claim(job.identity, node.ENDPOINT) is None
     book.submitted(job.identity, "00000000-dead-beef-0000-000000000000")
     (audio,) = lyria(nodes)
@@ -396,6 +396,6 @@ def test_only_steps_recording_money_spent_are_synced_to_disk_at_their_commit(fal
     assert audio["waveform"].shape[-1] == 48000
     assert levels == {"journal claim": {"NORMAL"}, "journal sending": {"NORMAL"}, "journal submitted": {"FULL"},
                       "journal completed": {"FULL"}, "journal settle": {"NORMAL"}}
-    book = pack_module("jobs.job").journal()
+    book = pack_module("money.journal").current()
     outside = book._connect().execute("PRAGMA synchronous").fetchone()[0]
     assert outside == 2  # outside a journal step (e.g. the Spend node's reads): FULL, the safe default

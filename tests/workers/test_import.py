@@ -52,3 +52,34 @@ def test_a_sqlite_journal_is_imported_once_and_its_results_and_spend_carry_over(
 def test_importing_a_file_that_is_not_there_says_so(postgres, tmp_path):
     done = run(str(tmp_path / "nowhere.sqlite3"), "--url", postgres)
     assert done.returncode == 1 and "There is no journal at" in done.stderr
+
+
+def test_the_database_is_taken_from_a_credentials_profile_beside_the_journal(fal, nodes, comfy, postgres_server,
+                                                                            monkeypatch):
+    import json
+
+    import psycopg
+
+    from support import CANARY_KEY
+
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=1.0, rate=48000, channels=2))
+    pack_module("money.journal").forget_open()
+    lyria(nodes, seed=1)
+    source = comfy.user_dir / "fal-audio" / "journal.sqlite3"
+    url = postgres_server.url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS schema_version, requests, ledger, uploads")
+    secret_url = url.replace("postgres@", "postgres:pw-not-shown@")
+    (source.parent / "credentials.json").write_text(json.dumps(
+        {"default": CANARY_KEY, "team": {"key": CANARY_KEY, "database_url": secret_url}}))
+    done = run(str(source), "--profile", "team")
+    assert done.returncode == 0, done.stderr
+    assert "Copied 1 requests, 1 ledger rows and 0 uploads" in done.stdout
+    assert f"into {secret_url.replace('pw-not-shown', '***')} (profile 'team' in {source.parent}" in done.stdout
+    assert "pw-not-shown" not in done.stdout + done.stderr
+    pack_module("money.journal").forget_open()
+    assert books("SELECT state FROM ledger", (), pack_module("money.journal").Journal(url=url)) == [("settled",)]
+    unknown = run(str(source), "--profile", "home")
+    assert unknown.returncode == 1 and "'home'" in unknown.stderr and "default, team" in unknown.stderr
+    nothing = run(str(source))  # the default profile names no database
+    assert nothing.returncode == 2 and "database_url of a credentials profile (--profile)" in nothing.stderr
