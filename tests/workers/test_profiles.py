@@ -122,3 +122,13 @@ def test_a_database_url_that_is_not_postgresql_is_refused_without_showing_it(fal
     message = str(caught.value)
     assert "The 'database_url' of profile 'team' in" in message and "is not a PostgreSQL URL" in message
     assert PASSWORD not in message and "mysql" not in message and fal.submissions == []
+
+
+def test_the_default_profiles_database_holds_the_books_of_nodes_without_a_fal_client(
+        fal, nodes, comfy, short_file, team_url, journal, tmp_path, monkeypatch):
+    credentials(tmp_path, monkeypatch, {"default": {"key": CANARY_KEY, "database_url": team_url}})
+    lyria(nodes, seed=1)
+    assert books("SELECT state FROM ledger", (), journal.Journal(url=team_url)) == [("settled",)]
+    assert not (comfy.user_dir / "fal-audio" / "journal.sqlite3").exists()
+    report, today = run_node(nodes["FalAudioSpend"], unique_id="9")["result"]
+    assert "in 1 paid request" in report and today == pytest.approx(0.1)
