@@ -53,25 +53,34 @@ def _is_audio(url: str, content_type) -> bool:
     return url.split("?")[0].split("#")[0].lower().endswith(AUDIO_EXTENSIONS)
 
 
-def first_audio_file(response, path: str = ""):
-    """(where, url) of the first audio file in a response of any shape, in the order fal wrote it:
-    a File object ({"url", "content_type", ...}) or a bare URL, recognised by its content type or its
-    extension; None when the response holds none. `where` names it like response.audio or files[0]."""
+MAX_FILES = 16  # the most audio files audio_files() finds in one response (a hostile answer cannot ask for more)
+
+
+def audio_files(response, path: str = "", found: list = None) -> list:
+    """[(where, url)] of the audio files in a response of any shape, in the order fal wrote them (at most
+    MAX_FILES): File objects ({"url", "content_type", ...}) or bare URLs, recognised by their content type or
+    extension. `where` names each like response.audio, stems.vocals or files[0]."""
+    found = [] if found is None else found
+    if len(found) >= MAX_FILES:
+        return found
     if isinstance(response, dict):
         url = response.get("url")
         if isinstance(url, str) and url.startswith(("https://", "http://", "data:")) and \
                 _is_audio(url, response.get("content_type")):
-            return path or "response", url
+            found.append((path or "response", url))
+            return found
         for key, value in response.items():
-            found = first_audio_file(value, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
+            audio_files(value, f"{path}.{key}" if path else str(key), found)
     elif isinstance(response, list):
         for index, value in enumerate(response):
-            found = first_audio_file(value, f"{path}[{index}]")
-            if found:
-                return found
+            audio_files(value, f"{path}[{index}]", found)
     elif isinstance(response, str) and response.startswith(("https://", "http://", "data:")) and \
             _is_audio(response, None):
-        return path or "response", response
-    return None
+        found.append((path or "response", response))
+    return found[:MAX_FILES]
+
+
+def first_audio_file(response):
+    """(where, url) of the first audio file in a response of any shape (audio_files()), None when it holds none."""
+    found = audio_files(response)
+    return found[0] if found else None

@@ -1,7 +1,7 @@
 """fal Result by Request ID: a finished request's result again, from its endpoint and request id, with no new
 request (nothing is submitted, nothing is paid). A result the journal keeps is decoded from its kept file;
-otherwise fal's stored result is fetched (GET of the request's result), its first audio file kept like any
-result, and booked as a $0 row of the ledger."""
+otherwise fal's stored result is fetched (GET of the request's result), its audio files (all of them: the stems of
+a separation, the takes of a batch) kept like any result, and booked as a $0 row of the ledger."""
 
 import json
 
@@ -11,12 +11,13 @@ from . import widgets as w
 class FalResultByRequestID:
     DISPLAY_NAME = "fal Result by Request ID"
     DESCRIPTION = ("The result of a request fal already finished, by its endpoint and request id (e.g. copied from the "
-                   "fal panel or fal's dashboard): its audio, its text (for text results) and fal's whole answer as "
-                   "JSON. No new request is made and nothing is charged.")
+                   "fal panel or fal's dashboard): its audio (every audio file of the result as one batch, e.g. the "
+                   "stems of a separation; 'files' says which item is which), its text (for text results) and fal's "
+                   "whole answer as JSON. No new request is made and nothing is charged.")
     CATEGORY = "audio/fal"
     FUNCTION = "fetch"
-    RETURN_TYPES = ("AUDIO", "STRING", "STRING")
-    RETURN_NAMES = ("audio", "text", "response_json")
+    RETURN_TYPES = ("AUDIO", "STRING", "STRING", "STRING")
+    RETURN_NAMES = ("audio", "text", "response_json", "files")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -45,7 +46,7 @@ class FalResultByRequestID:
         from ..core import comfy, errors, secrets
         from ..jobs.keep import Keeper
         from ..jobs.options import CallOptions, usable_output_folder
-        from ..jobs.results import MAIN, first_audio_file
+        from ..jobs.results import MAIN, audio_files
         from ..jobs.waiting import retried
         from ..media import audio as audio_io
         from ..money import journal
@@ -63,9 +64,9 @@ class FalResultByRequestID:
         progress = comfy.Progress(unique_id)
         gateway = Gateway(credentials.resolve_key(options.profile))
 
-        def locate(response):
-            found = first_audio_file(response)
-            return {MAIN: found[1]} if found else {}
+        def locate(response):  # the first file is kept as the main one (as the node that made it keeps it)
+            found = audio_files(response)
+            return {MAIN if index == 0 else where: url for index, (where, url) in enumerate(found)}
 
         keeper = Keeper(endpoint, gateway, options, locate, audio_io.decode, progress.text)
         book = options.books()
@@ -97,13 +98,18 @@ class FalResultByRequestID:
             await book.call(book.fetched, key, endpoint, request_id, response, files, paid=True)
         audios = await keeper.decode(files, response)
         text = response.get("text") if isinstance(response.get("text"), str) else ""
-        if MAIN not in audios and not text:
+        if not audios and not text:
             raise errors.RequestFailed(f"{name}: the result of request {request_id} holds no audio file and no text; "
                                        "its fields are " + ", ".join(sorted(map(str, response))[:20]))
-        audio = audios.get(MAIN)
-        if audio is None:  # a text result: an empty clip, so that a connected audio socket still gets AUDIO
+        if audios:  # every file, in the result's order, as one batch
+            audio = audio_io.stack(list(audios.values()))
+        else:  # a text result: an empty clip, so that a connected audio socket still gets AUDIO
             import torch
 
             audio = {"waveform": torch.zeros((1, 1, 0)), "sample_rate": 44100}
-        progress.text(f"Result of request {request_id[:8]} · $0 (no new request)")
-        return (audio, text, secrets.redact(json.dumps(response, indent=2, ensure_ascii=False)))
+        first = audio_files(response)
+        names = [where if where != MAIN else first[0][0] if first else "audio" for where in audios]
+        listing = "\n".join(f"{index}: {where}" for index, where in enumerate(names))
+        progress.text(f"Result of request {request_id[:8]} · $0 (no new request)"
+                      + (f" · {len(names)} audio files as one batch" if len(names) > 1 else ""))
+        return (audio, text, secrets.redact(json.dumps(response, indent=2, ensure_ascii=False)), listing)
