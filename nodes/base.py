@@ -1,8 +1,9 @@
 """What every fal model node shares: turn widget values into requests, run them, return AUDIO.
 
-A model node declares ENDPOINT, its INPUT_TYPES, and at most a validate() and an
-outputs(); transport, journal, progress and cancel live in the packages below (transport/, money/,
-jobs/, core/).
+Model nodes are declared as data and rendered onto this base: curated ones by nodes/spec.py (data/nodes/*.json,
+their rules in nodes/rules/), generated ones by nodes/catalog.py (data/catalog.json). The class attributes below
+are what a declaration sets; transport, journal, progress and cancel live in the packages below (transport/,
+money/, jobs/, core/).
 """
 
 import asyncio
