@@ -570,7 +570,7 @@ def _pack_copy(destination: Path, double: bool, compiled: bool) -> Path:
     what the import costs once the node count doubles.
     """
     shutil.copytree(ROOT, destination, ignore=shutil.ignore_patterns(
-        ".git", "tests", "bench", "__pycache__", "*.pyc", "example_workflows", "web"))
+        ".git", ".venv", "tests", "bench", "__pycache__", "*.pyc", "example_workflows", "web"))
     if double:
         nodes = destination / "nodes"
         for module in nodes.glob("*.py"):
