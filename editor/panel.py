@@ -136,22 +136,38 @@ async def spend() -> dict:
 
 # -- recent results -----------------------------------------------------------------------------------------
 
+_LENGTHS: dict = {}  # (path, size, mtime) -> seconds of a kept file, for the panel's list of recent results
+_LENGTHS_KEPT = 256
+
+
 def _seconds(path: Path) -> Optional[float]:
-    """The length of a kept WAV file from its header (media/wav.py's parser, no PyAV: nothing of the file is
-    trusted or decoded), or None (another format, or a header the parser leaves to PyAV)."""
+    """The length of a kept file as its header states it: a WAV's from media/wav.py's parser (no PyAV), another
+    format's from its container (media.audio.stated_seconds: nothing decoded); None when it states none. Cached by
+    the file's size and time, so the list does not open fifty files every time it is shown."""
     from ..media import wav
+    from ..media.audio import stated_seconds
 
     try:
-        reader = wav.open_reader(path)
+        stat = path.stat()
     except OSError:
         return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _LENGTHS:
+        return _LENGTHS[key]
+    layout = None
     try:
-        layout = wav.parse(reader)
-    except Exception:  # noqa: BLE001 - a damaged header: no length shown
+        reader = wav.open_reader(path)
+        try:
+            layout = wav.parse(reader)
+        finally:
+            reader.close()
+    except Exception:  # noqa: BLE001 - not a WAV (or a header the parser leaves to PyAV): the container says
         layout = None
-    finally:
-        reader.close()
-    return round(layout.frames / layout.rate, 2) if layout is not None and layout.rate else None
+    seconds = layout.frames / layout.rate if layout is not None and layout.rate else stated_seconds(path)
+    if len(_LENGTHS) >= _LENGTHS_KEPT:
+        _LENGTHS.pop(next(iter(_LENGTHS)))
+    _LENGTHS[key] = round(seconds, 2) if seconds else None
+    return _LENGTHS[key]
 
 
 def recent() -> dict:

@@ -7,7 +7,7 @@ which every fal audio model accepts and which needs no codec at all.
 
 import io
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Union
 
 from ..core.errors import invalid
 from ..core.log import get_logger
@@ -144,6 +144,22 @@ def _stated_frames(container, stream, rate: int):
     except (TypeError, ValueError, OverflowError):
         pass
     return None
+
+
+def stated_seconds(source: Union[str, Path]) -> Optional[float]:
+    """The length an audio file's container states, in seconds, read without decoding it (its size claims made
+    safe first, as for a decode); None when it states none or cannot be read."""
+    import av
+
+    try:
+        handle, _ = _av_input(source)
+        with _open(av, handle, source) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            rate = int(stream.rate or 0) if stream is not None else 0
+            frames = _stated_frames(container, stream, rate) if rate else None
+    except (DecodeError, av.error.FFmpegError, OSError, ValueError, IndexError):
+        return None
+    return frames / rate if frames else None
 
 
 class _PlanarBuffer:

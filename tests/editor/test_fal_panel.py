@@ -106,6 +106,14 @@ def test_recent_lists_paid_and_reused_results_newest_first(fal, nodes, comfy, pa
     assert all(r["kept"] and r["seconds"] == pytest.approx(1.0) and r["outputs"] == ["audio"] for r in results)
 
 
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "opus"])
+def test_recent_shows_the_length_of_a_kept_file_of_any_format(fal, nodes, comfy, panel, fmt):
+    fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=3.0, rate=48000, channels=2, fmt=fmt))
+    lyria(nodes)
+    (result,) = panel.recent()["results"]
+    assert result["kept"] and result["seconds"] == pytest.approx(3.0, abs=0.1)
+
+
 def test_play_serves_the_kept_file_only(fal, nodes, comfy, panel, short_file, tmp_path):
     lyria(nodes)
     request_id = fal.submissions[0].request_id
