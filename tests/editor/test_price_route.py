@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 
-import pytest
 
 from support import CANARY_KEY, pack_module
 

@@ -3,7 +3,6 @@ ComfyUI processes (case 4), damaged, or in an unusable folder (case 9)."""
 
 import asyncio
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
