@@ -55,7 +55,7 @@ def filled_inputs(cls, tmp_path):
     for field, (kind, *options) in cls.INPUT_TYPES()["optional"].items():
         if options and "default" in options[0]:
             values[field] = options[0]["default"]
-    for item in cls.SPEC["inputs"]:
+    for item in CATALOG[cls.ENDPOINT]["inputs"]:
         socket, fal, kind = item.get("socket") or item.get("widget") or item["name"], item["fal"], item["kind"]
         if not fal.get("required"):
             continue
@@ -120,7 +120,7 @@ def test_generated_node_runs_with_its_defaults(fal, nodes, name, tmp_path):
     assert fal.rejected == [] and len(fal.submissions) == 1
     submission = fal.submissions[0]
     assert submission.endpoint == cls.ENDPOINT
-    payload, spec = submission.payload, cls.SPEC
+    payload, spec = submission.payload, CATALOG[cls.ENDPOINT]
     fields = {item["name"]: item for item in spec["inputs"]}
     assert set(payload) <= set(fields) | {"seed"}
     assert ("seed" in payload) == ("seed" in spec) and payload.get("seed", 0) == 0
@@ -207,7 +207,7 @@ def test_two_audio_outputs_and_takes_batch(fal, nodes, tmp_path):
     cls = nodes["FalAudioSamAudioSeparate"]
     residual, target, response = run_node(cls, **{**filled_inputs(cls, tmp_path), "takes": 2})
     assert residual["waveform"].shape[0] == 2 and target["waveform"].shape[0] == 2
-    assert [s.payload["seed"] for s in fal.submissions] == [0, 1] if "seed" in cls.SPEC else len(fal.submissions) == 2
+    assert [s.payload["seed"] for s in fal.submissions] == [0, 1] if "seed" in CATALOG[cls.ENDPOINT] else len(fal.submissions) == 2
     assert len(json.loads(response)) == 2
 
 
