@@ -357,11 +357,29 @@ def _catalog_value(emulator, name: str, out: dict):
             "object": {}}.get(fal["type"], {})
 
 
+_whole_answer: set | None = None
+
+
+def _whole_answer_nodes() -> set:
+    """The curated nodes (data/nodes/*.json) that show fal's whole response (the flagships that were generated
+    nodes): the emulator answers them like a generated node, with every output field of fal's schema."""
+    global _whole_answer
+    if _whole_answer is None:
+        import json
+
+        specs = {}
+        for path in (pathlib.Path(__file__).resolve().parent.parent / "data" / "nodes").glob("*.json"):
+            specs.update(json.loads(path.read_text(encoding="utf-8")))
+        _whole_answer = {name for name, spec in specs.items()
+                         if any(out.get("as") == "response" for out in spec["outputs"])}
+    return _whole_answer
+
+
 def catalog_model(endpoint: str):
-    """The answer of a catalog endpoint the pack generates a node for (None for others): every output field
-    of its spec, files of the declared kinds (audio WAV, video MP4, other files), text and values."""
+    """The answer of a catalog endpoint the pack generates a node for, or of a flagship (None for others): every
+    output field of its spec, files of the declared kinds (audio WAV, video MP4, other files), text and values."""
     spec = catalog().get(endpoint)
-    if spec is None or "curated" in spec:
+    if spec is None or "curated" in spec and spec["curated"] not in _whole_answer_nodes():
         return None
 
     def answer(emulator, payload: dict) -> dict:

@@ -1,6 +1,6 @@
 """MMAudio's video-to-audio: frames (an IMAGE batch, encoded as MP4) or a VIDEO (uploaded as its file), a duration
 that matches the picture, and a soundtrack exactly as long as the picture. The picture's length limits are the
-duration input's range."""
+duration input's range. Kling's video-to-audio: a video of the length and size fal's docs state."""
 
 import math
 
@@ -98,3 +98,24 @@ class VideoToAudio:
 
         (audio,) = super().outputs(results)
         return (fit_length(audio, self.seconds),)
+
+
+class VideoLimits:
+    """A VIDEO socket's file within the model's limits (the spec's `video_seconds` and `video_megabytes`), checked
+    once it is saved, before anything is uploaded or paid."""
+
+    def _upload(self, item, value):
+        upload = super()._upload(item, value)
+        if item["kind"] != "video":
+            return upload
+        megabytes, (least, most) = len(upload.data) / 1e6, self.SPEC["video_seconds"]
+        self.check(megabytes <= self.SPEC["video_megabytes"], item["name"],
+                   f"is a {megabytes:.0f} MB file; {self.DISPLAY_NAME[:-6]} takes at most "
+                   f"{self.SPEC['video_megabytes']:g} MB")
+        stated = video_seconds(upload.data)
+        self.check(stated is not None, item["name"], "states no length (no readable picture stream): save it as an "
+                                                     "MP4 first, e.g. with Save Video, and load that")
+        seconds = stated[0]
+        self.check(least - 1e-6 <= seconds <= most + 1e-6, item["name"],
+                   f"lasts {seconds:.2f} s; {self.DISPLAY_NAME[:-6]} takes videos of {least:g}-{most:g} s")
+        return upload

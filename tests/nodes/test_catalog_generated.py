@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from emulator_models import FakeVideo, tiny_mp4
+from emulator_models import FakeVideo, mp4_with_sound, tiny_mp4
 from support import PACK_DIR, defaults, pack_module, run_node, script_module
 
 # What core CreateVideo -> SaveVideo does with AUDIO, as tests/media/test_video.py checks it for every other node.
@@ -17,6 +17,17 @@ frames, mux_like_create_video = _video_tests.frames, _video_tests.mux_like_creat
 INDEX = json.loads((PACK_DIR / "data" / "catalog-index.json").read_text(encoding="utf-8"))
 GENERATED = sorted(name for name, *_ in INDEX)
 CATALOG = json.loads((PACK_DIR / "data" / "catalog.json").read_text(encoding="utf-8"))["endpoints"]
+SPECS = {}
+for _path in sorted((PACK_DIR / "data" / "nodes").glob("*.json")):
+    SPECS.update(json.loads(_path.read_text(encoding="utf-8")))
+# The flagships (issue 20): curated specs that show fal's whole response, as they did as generated nodes.
+FLAGSHIPS = sorted(n for n, s in SPECS.items() if any(o.get("as") == "response" for o in s["outputs"]))
+# What a user must set on a flagship beyond fal's required fields (a flagship's rules refuse fal's defaults).
+NEEDS = {
+    "FalAudioElevenlabsTextToDialogueElevenV3": {"inputs": json.dumps([{"text": "Hello there.", "voice": "Aria"}])},
+    "FalAudioStableAudio3MediumAudioInpainting": {"mask_start_seconds": 0.25, "mask_end_seconds": 0.75},
+    "FalAudioStableAudio3MediumAudioOutpainting": {"extend_seconds_after": 2.0},
+}
 
 
 def example(schema, depth=0):
@@ -42,16 +53,18 @@ def tone(seconds=1.0, batch=1):
     return {"waveform": (0.3 * torch.sin(2 * torch.pi * 330 * t)).repeat(batch, 1, 1), "sample_rate": 16000}
 
 
-def video_input(tmp_path):
+def video_input(tmp_path, seconds=None):
+    """A loaded video: the emulator's tiny one, or one of `seconds` (a model with a least length)."""
     path = tmp_path / "input.mp4"
-    path.write_bytes(tiny_mp4())
+    path.write_bytes(tiny_mp4() if seconds is None else mp4_with_sound(seconds, rate=16000, channels=1, fps=8))
     return FakeVideo(str(path))
 
 
 def filled_inputs(cls, tmp_path):
     """A fresh node's widget values (fal's optional fields are optional inputs, with their defaults too), with
-    what a user must give: required text, JSON and media."""
+    what a user must give: required text, JSON and media (clips and videos as long as the model needs)."""
     values = defaults(cls)
+    least = max(1.0, (cls.INPUT_SECONDS or (0, 0))[0] + 0.5)
     for field, (kind, *options) in cls.INPUT_TYPES()["optional"].items():
         if options and "default" in options[0]:
             values[field] = options[0]["default"]
@@ -66,12 +79,12 @@ def filled_inputs(cls, tmp_path):
         elif kind == "url":
             values[socket] = "https://v3.fal.media/files/example/speaker.bin"
         elif kind in ("audio", "audio_list"):
-            values[socket] = tone(1.0, 2 if kind == "audio_list" else 1)
+            values[socket] = tone(least, 2 if kind == "audio_list" else 1)
         elif kind in ("image", "image_list"):
             values[socket] = torch.rand(2 if kind == "image_list" else 1, 16, 16, 3)
         elif kind in ("video", "video_list"):
-            values[socket] = video_input(tmp_path)
-    return values
+            values[socket] = video_input(tmp_path, (cls.SPEC.get("video_seconds") or [None])[0])
+    return {**values, **NEEDS.get(cls.__name__, {})}
 
 
 def sent_default(item):
@@ -112,8 +125,10 @@ def test_generated_files_are_what_the_script_makes_of_the_catalog():
     assert stale == []
 
 
-@pytest.mark.parametrize("name", GENERATED)
+@pytest.mark.parametrize("name", GENERATED + FLAGSHIPS)
 def test_generated_node_runs_with_its_defaults(fal, nodes, name, tmp_path):
+    """Every generated node, and every flagship (a curated spec now), sends what fal's schema describes with its
+    defaults (and what a user must give) and returns outputs of the kinds it declares."""
     cls = nodes[name]
     inputs = filled_inputs(cls, tmp_path)
     outputs = run_node(cls, **inputs)
@@ -135,6 +150,8 @@ def test_generated_node_runs_with_its_defaults(fal, nodes, name, tmp_path):
                     assert len(urls) == 2
         elif item["fal"].get("required"):
             assert field in payload
+        elif field in NEEDS.get(name, {}):
+            assert payload[field] == NEEDS[name][field]
         else:
             assert payload.get(field) == sent_default(item), field
     assert len(outputs) == len(cls.RETURN_TYPES)
@@ -192,9 +209,10 @@ def test_not_set_values_are_sent_once_set_with_fal_types(fal, nodes, tmp_path):
 
 def test_video_in_is_uploaded_as_its_file_and_video_out_is_the_kept_file(fal, nodes, tmp_path):
     cls = nodes["FalAudioKlingVideoVideoToAudio"]
-    audio, video, response = run_node(cls, **filled_inputs(cls, tmp_path))
+    inputs = filled_inputs(cls, tmp_path)
+    audio, video, response = run_node(cls, **inputs)
     url = fal.submissions[0].payload["video_url"]
-    assert fal.file_bytes(url) == tiny_mp4()
+    assert fal.file_bytes(url) == open(inputs["video"].get_stream_source(), "rb").read()
     kept = video.get_stream_source()
     assert kept.endswith("_video.mp4") and "/output/fal-audio/" in kept and open(kept, "rb").read() == tiny_mp4()
     assert audio["waveform"].shape == (1, 1, 8000)

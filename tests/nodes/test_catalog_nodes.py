@@ -10,6 +10,7 @@ import torch
 
 from fal_emulator import encode_sine
 from support import curated, defaults, pack_module, run_node
+from test_catalog_generated import FLAGSHIPS
 from test_models import SPECS as MODEL_SPECS
 from test_models import (assert_default_payload_sent, assert_specs_cover, assert_two_takes_sent,
                          peak_hz, tone, upload_for, widget_default, widget_names)
@@ -117,8 +118,9 @@ def test_every_catalog_node_has_a_spec(nodes):
 
 def test_every_curated_node_sends_its_documented_payload_in_some_test(nodes):
     """Each curated node's payloads are pinned here, in test_models.py, or (speech, separation, transcription,
-    video to audio) in test_voice.py / tests/media/test_video.py."""
-    elsewhere = {"FalAudioDemucs", "FalAudioElevenLabsAudioIsolation", "FalAudioElevenLabsTTSv3",
+    video to audio) in test_voice.py / tests/media/test_video.py, the flagships in test_catalog_generated.py and
+    test_flagships.py."""
+    elsewhere = {"FalAudioDemucs", "FalAudioElevenLabsAudioIsolation", "FalAudioElevenLabsTTSv3", *FLAGSHIPS,
                  "FalAudioKokoroAmericanEnglish", "FalAudioMMAudioVideoToAudio", "FalAudioMiniMaxSpeech28HD",
                  "FalAudioWizper"}
     assert curated(nodes) == set(SPECS) | set(MODEL_SPECS) | elsewhere

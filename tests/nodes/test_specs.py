@@ -6,11 +6,13 @@ and replacing widgets resolved), its ranges lie inside the ranges fal states, it
 its defaults are fal's defaults where fal states one (an input a user leaves "not set" sends nothing).
 """
 
+import io
 import json
 
 import pytest
 import torch
 
+from emulator_models import FakeVideo, tiny_mp4
 from support import PACK_DIR, curated, defaults, run_node
 
 SPECS = {}
@@ -58,18 +60,20 @@ def test_a_spec_sends_only_fal_fields_within_fals_ranges_options_and_defaults(na
             offered = {str(o) for o in fal["enum"]} | {str(item.get("unset")), str(item.get("null"))}
             assert set(item["options"]) <= offered, (name, item["name"], fal["enum"])
         sends_fals_default = "default" in fal and not item.get("replaces") and not (
-            item.get("optional") and item["kind"] in ("text", "multiline"))
+            item.get("optional") and item["kind"] in ("text", "multiline", "json"))
         if sends_fals_default and item.get("default", "") != item.get("unset", object()):
             default = item.get("default", "" if item["kind"] in ("text", "multiline") else False)
             assert str(default) == str(fal["default"]) or default == fal["default"], (name, item["name"], fal)
 
 
 def _inputs(nodes, name: str, **changes) -> dict:
-    """The node's defaults with its sockets connected (a 2 s clip, frames) and the changes."""
+    """The node's defaults with its sockets connected (a 2 s clip, frames, a video) and the changes."""
     values = defaults(nodes[name], **changes)
     for item in SPECS[name]["inputs"]:
         if item["kind"] == "audio" and not item.get("optional"):
             values[item["name"]] = {"waveform": torch.rand((1, 1, 16000)) - 0.5, "sample_rate": 8000}
+        if item["kind"] == "video" and not item.get("optional"):
+            values[item["name"]] = FakeVideo(io.BytesIO(tiny_mp4()))
     if name == "FalAudioMMAudioVideoToAudio":
         values["images"] = FRAMES
     return values
