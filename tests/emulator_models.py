@@ -245,8 +245,9 @@ def serve_every_model(fal, nodes):
     """Answer like the real services, with short low-rate files (ACE-Step: as long as asked, else 40 s)."""
     for name, cls in nodes.items():
         endpoint = getattr(cls, "ENDPOINT", "")
-        if not endpoint or (fal.has_model(endpoint) and (any("result_files" in vars(c) for c in cls.__mro__[:-2]) or
-                                                    catalog_model(endpoint))):
+        # A node's own result_files (a hook's: stems, a transcript), not the shared one of every spec node.
+        own = any("result_files" in vars(c) for c in cls.__mro__ if c.__name__ not in ("SpecNode", "FalAudioNode"))
+        if not endpoint or (fal.has_model(endpoint) and (own or catalog_model(endpoint))):
             continue  # stems, a transcript, a generated node: the emulator's model of the endpoint answers
 
         def handler(payload, cls=cls, endpoint=endpoint):

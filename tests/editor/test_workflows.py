@@ -298,7 +298,7 @@ class CoreStubs:
         if node_type == "CreateVideo":
             return ({"images": inputs["images"], "audio": inputs.get("audio"), "fps": inputs["fps"]},)
         if node_type == "LoadVideo":  # a file in the input folder, as comfy_api's VideoFromFile
-            return (FakeVideo(io.BytesIO(mp4_with_sound(1.5))),)
+            return (FakeVideo(io.BytesIO(mp4_with_sound(4.0))),)  # Kling takes 3-20 s, MMAudio 1-30 s
         if node_type == "PreviewAny":
             return (inputs["source"],)
         return ()

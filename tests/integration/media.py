@@ -30,7 +30,7 @@ def grey_png(path: Path, width=64, height=64):
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-def grey_mp4(path: Path, seconds=2.0, fps=8, size=32):
+def grey_mp4(path: Path, seconds=4.0, fps=8, size=32):  # Kling takes 3-20 s, MMAudio 1-30 s
     """A short silent H.264 MP4 of grey frames (what Load Video reads; the soundtrack comes from fal)."""
     import av
     import numpy as np
