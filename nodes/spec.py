@@ -34,7 +34,8 @@ take's response, "as": "json" (JSON text), "url" (a file's URL), "srt" (timed wo
 
 `price`: {"seconds": a request field or a fixed number (`scale`: its unit in seconds, e.g. 0.001 for ms),
 "characters": a text field, "input": true (the input clips' length) or a socket's name (that clip's length)};
-`input_seconds`: [min, max] every input clip must lie in; `result_file`: the response field of the file to keep
+`input_seconds`: [min, max] every input clip must lie in; `video_seconds`, `video_megabytes`: the length and size a
+VIDEO input must keep to (hook video.VideoLimits); `result_file`: the response field of the file to keep
 (default "audio"); `successor`: the node named when fal no longer serves the endpoint; `hook`: the class in
 nodes/rules/ holding the model's real rules (checks across fields, response shapes), "<module>.<Class>".
 

@@ -674,7 +674,7 @@ def doc_tables(catalog: dict) -> str:
     skipped += [f"| `{e}` | {x['title']} | {x['reason']} |" for e, x in sorted(catalog["excluded"].items())]
     curated = sorted((s["curated"], e) for e, s in catalog["endpoints"].items() if "curated" in s)
     return (f"### Generated nodes ({len(rows) - 2})\n\n" + "\n".join(rows)
-            + f"\n\n### Endpoints with a hand-written node ({len(curated)})\n\n"
+            + f"\n\n### Endpoints with a curated node ({len(curated)})\n\n"
             + ", ".join(f"`{e}` ({c})" for c, e in curated)
             + f"\n\n### Endpoints that cannot be a node ({len(skipped) - 2})\n\n" + "\n".join(skipped) + "\n")
 
