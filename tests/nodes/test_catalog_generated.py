@@ -310,3 +310,23 @@ def test_timed_words_come_out_as_srt_subtitles(fal, nodes, tmp_path):
                    "2\n00:00:01,200 --> 00:00:02,150\nspeaker_1: Hi w0 w1 w2 w3 w4 w5 w6\n\n"
                    "3\n00:00:02,200 --> 00:00:02,250\nspeaker_1: w7\n\n"
                    "4\n00:00:04,000 --> 00:00:04,500\nspeaker_1: late\n")
+
+
+@pytest.mark.parametrize("name", FLAGSHIPS)
+def test_a_flagship_declares_what_it_declared_as_a_generated_node(nodes, name):
+    """One renderer: a flagship's curated spec and the spec its catalog entry reads as (catalog.spec_of) render the
+    same inputs (names, order, types, defaults, ranges, options) and outputs; only tooltips differ, and new
+    optional inputs may follow at the end."""
+    catalog, spec = pack_module("nodes.catalog"), pack_module("nodes.spec")
+    endpoint = nodes[name].ENDPOINT
+    generated = spec.node_class(name, catalog.spec_of(endpoint, CATALOG[endpoint]))
+    assert issubclass(nodes[name], spec.SpecNode) and (generated.RETURN_TYPES, generated.RETURN_NAMES) == (
+        nodes[name].RETURN_TYPES, nodes[name].RETURN_NAMES)
+
+    def shown(cls, section):
+        return [(n, d[0], {k: v for k, v in (d[1] if len(d) > 1 else {}).items() if k != "tooltip"})
+                for n, d in cls.INPUT_TYPES()[section].items()]
+
+    assert shown(nodes[name], "required") == shown(generated, "required")
+    before, now = shown(generated, "optional"), shown(nodes[name], "optional")
+    assert now[:len(before) - 1] == before[:-1] and now[-1] == before[-1]  # the fal Client socket stays last
