@@ -28,7 +28,8 @@ class MaskInClip:
         length = duration(clips["audio"])
         start, end = request["mask_start_seconds"], request["mask_end_seconds"]
         self.check(start < length, "mask_start_seconds", f"is {start:g} s, outside the {length:.2f} s clip")
-        self.check(end > start, "mask_end_seconds", f"is {end:g} s, which is not after mask_start_seconds ({start:g} s)")
+        self.check(end > start, "mask_end_seconds",
+                   f"is {end:g} s, which is not after mask_start_seconds ({start:g} s)")
         self.check(end <= length + 1e-6, "mask_end_seconds", f"is {end:g} s, beyond the end of the {length:.2f} s clip")
 
 

@@ -36,6 +36,11 @@ def test_voice_changer_sends_a_stock_voice_or_a_voice_id(fal, nodes, tmp_path, v
     assert fal.submissions[0].payload["voice"] == voice and fal.rejected == []
 
 
+def test_the_stock_voices_are_the_tts_v3_node_s(nodes):
+    rules = pack_module("nodes.rules.elevenlabs")
+    assert list(rules.VOICES) == nodes["FalAudioElevenLabsTTSv3"]().item("voice")["options"]
+
+
 def test_voice_changer_refuses_a_voice_that_is_neither(fal, nodes, tmp_path):
     cls = nodes[CHANGER]
     text = refused(fal, cls, {**filled_inputs(cls, tmp_path), "voice": "Bob the Builder"})
@@ -117,8 +122,9 @@ def test_a_voice_clone_clip_under_10_s_is_refused(fal, nodes, tmp_path):
     assert "'audio' is 6.0 s long, too short: this model takes clips of 10-1200 s" in text
 
 
-@pytest.mark.parametrize("seconds, rule", [(None, "'video' lasts 0.50 s; Kling Video to Audio takes videos of 3-20 s"),
-                                           (21.0, "'video' lasts 21.00 s; Kling Video to Audio takes videos of 3-20 s")])
+@pytest.mark.parametrize("seconds, rule", [
+    (None, "'video' lasts 0.50 s; Kling Video to Audio takes videos of 3-20 s"),
+    (21.0, "'video' lasts 21.00 s; Kling Video to Audio takes videos of 3-20 s")])
 def test_kling_refuses_a_video_outside_3_to_20_s_before_uploading(fal, nodes, tmp_path, seconds, rule):
     cls = nodes[KLING]
     inputs = filled_inputs(cls, tmp_path)
