@@ -1,7 +1,7 @@
 """What every fal model node shares: turn widget values into requests, run them, return AUDIO.
 
-Model nodes are declared as data and rendered onto this base: curated ones by nodes/spec.py (data/nodes/*.json,
-their rules in nodes/rules/), generated ones by nodes/catalog.py (data/catalog.json). The class attributes below
+Model nodes are declared as data and rendered onto this base by nodes/spec.py: curated ones from data/nodes/*.json
+(their rules in nodes/rules/), generated ones from data/catalog.json (nodes/catalog.py turns an entry into a spec). The class attributes below
 are what a declaration sets; transport, journal, progress and cancel live in the packages below (transport/,
 money/, jobs/, core/).
 """
