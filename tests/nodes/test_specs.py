@@ -112,3 +112,14 @@ def test_a_whole_number_input_refuses_a_fraction(fal, nodes):
         run_node(nodes["FalAudioStableAudio25TextToAudio"],
                  **defaults(nodes["FalAudioStableAudio25TextToAudio"], prompt="x", seconds_total=12.5))
     assert fal.submissions == []
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if s["endpoint"] in CATALOG))
+def test_inputs_most_users_never_touch_are_advanced_on_curated_nodes_too(nodes, name):
+    """What the catalog folds away for a generated node (guidance internals, schedulers, steps, output formats)
+    a curated node folds away as well, in the editor (the `advanced` input option)."""
+    spec, folded = SPECS[name], {i["name"] for i in CATALOG[SPECS[name]["endpoint"]]["inputs"] if i.get("advanced")}
+    declared = {**nodes[name].INPUT_TYPES()["required"], **nodes[name].INPUT_TYPES()["optional"]}
+    for item in spec["inputs"]:
+        if item.get("field", item["name"]).split(".")[-1] in folded or item["name"] in folded:
+            assert declared[item["name"]][1].get("advanced") is True, (name, item["name"])
