@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "fal_audio_catalog_script"
 CATALOG = ROOT / "data" / "catalog.json"
 INDEX = ROOT / "data" / "catalog-index.json"
 DOCS = ROOT / "web" / "docs"
@@ -612,28 +613,8 @@ EXAMPLES = {"music": "stable_audio_25_text_then_audio_to_audio.json", "sound eff
 
 
 def help_page(endpoint: str, s: dict) -> str:
-    """web/docs/<ClassName>.md of a generated node."""
-    kinds = {"text": "text", "multiline": "text", "int": "int", "float": "float", "bool": "boolean",
-             "choice": "choice", "json": "JSON text", "url": "file URL (text)", "audio": "AUDIO socket",
-             "image": "IMAGE socket", "video": "VIDEO socket", "audio_list": "AUDIO socket (a batch)",
-             "image_list": "IMAGE socket (a batch)", "video_list": "VIDEO socket"}
-    rows = []
-    for item in s["inputs"]:
-        fal = item["fal"]
-        default = "–" if "socket" in item else ("not set" if item.get("unset") else
-                                                f"`{json.dumps(fal['default'])}`" if "default" in fal else "empty")
-        span = (f"{fal.get('minimum', '…')} – {fal.get('maximum', '…')}" if "minimum" in fal or "maximum" in fal
-                else ", ".join(f"`{o}`" for o in fal["enum"][:8]) + (", …" if len(fal["enum"]) > 8 else "")
-                if "enum" in fal else "")
-        need = "required" if fal.get("required") else ("advanced" if item.get("advanced") else "optional")
-        tip = item["tooltip"].replace("|", "\\|")
-        rows.append(f"| `{item.get('socket') or item.get('widget') or item['name']}` | {kinds[item['kind']]} | {default} | {span} | {need} "
-                    f"| {tip} |")
-    rows.append("| `seed` | int | `0` | | | " + ("Sent to the model as its seed." if "seed" in s else
-                                               "This model takes no seed; another value asks for a new take.")
-                + " Same inputs and seed reuse the kept result at no cost. |")
-    rows.append("| `takes` | int | `1` | 1 – 8 | | How many takes (separate paid requests) to make at once. |")
-    rows.append("| `fal_client` | FAL_CLIENT socket | – | | optional | Call options from a fal Client node. |")
+    """web/docs/<ClassName>.md of a generated node: its input list rendered from the spec the node is rendered from
+    (nodes/catalog.py's spec_of), as a curated node's is."""
     types, names = return_sockets(s)
     outs = ", ".join(f"`{n}` ({t})" for t, n in zip(types, names))
     price = s["price"]
@@ -650,10 +631,7 @@ def help_page(endpoint: str, s: dict) -> str:
         "deprecated") else ""
     return (f"# {s['name']}\n\nfal's **{s['title']}** (`{endpoint}`), a node generated from fal's schema "
             f"(category *audio/fal/{s['task']}*).\n{deprecated}\n"
-            "## Inputs\n\n"
-            "| input | kind | default | range / options | | what it changes |\n|---|---|---|---|---|---|\n"
-            + "\n".join(rows) + "\n\nEmpty text and *not set* values are not sent: fal applies its own default. "
-            "JSON inputs are checked against fal's schema before anything is paid.\n\n## Outputs\n\n" + outs
+            + curated_inputs(pack("nodes.catalog").spec_of(endpoint, s)) + "## Outputs\n\n" + outs
             + (". `srt`: the timed words as SRT subtitles (a cue per sentence, at most 8 words, a new cue when the "
                "speaker changes or after a pause of over 1 s)" if any(o["kind"] == "srt" for o in s["outputs"]) else "")
             + ". Audio files come out as AUDIO (a list of files as one batch, takes batched); `response_json` is "
@@ -686,6 +664,18 @@ SOCKETS = {"audio": "AUDIO socket", "image": "IMAGE socket", "video": "VIDEO soc
            "audio_list": "AUDIO socket (a batch)", "image_list": "IMAGE socket (a batch)", "video_list": "VIDEO socket"}
 
 
+def pack(name: str):
+    """A module of the pack (e.g. "nodes.catalog"), imported as ComfyUI imports it (relative imports inside)."""
+    import importlib
+    import importlib.util
+
+    if PACKAGE not in sys.modules:
+        found = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py",
+                                                       submodule_search_locations=[str(ROOT)])
+        sys.modules[PACKAGE] = importlib.util.module_from_spec(found)  # its __init__ (the version check) is not run
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
 def _cell(value) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000 else \
         f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
@@ -703,8 +693,9 @@ def curated_inputs(spec: dict) -> str:
             default = "empty" if default == "" else f"`{default}`" if isinstance(default, str) else \
                 f"`{json.dumps(default)}`"
             if "unset" in item and item.get("default") == item["unset"]:
-                default = f"{default} (not set)"
-            span = (f"{_cell(item['min'])} – {_cell(item['max'])}" if "min" in item else
+                default = "not set" if isinstance(item["unset"], str) else f"{default} (not set)"
+            stated = "schema" not in item or {"minimum", "maximum"} & set(item["schema"])
+            span = (f"{_cell(item['min'])} – {_cell(item['max'])}" if "min" in item and stated else "" if "min" in item else
                     ", ".join(f"`{o}`" for o in item["options"][:8]) + (", …" if len(item["options"]) > 8 else "")
                     if kind == "choice" else f"at most {item['max_length']:,} characters" if "max_length" in item
                     else "")
