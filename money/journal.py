@@ -82,7 +82,8 @@ SUBMITTING, SUBMITTED, COMPLETED, FAILED = "submitting", "submitted", "completed
 UNCERTAIN = ledger.UNCERTAIN  # the submit may have reached fal: a later run submits anew
 
 # The schema's version, kept in `schema_version`: a database written by a newer pack is refused.
-SCHEMA_VERSION = 2
+# 3: the ledger's running totals (ledger_totals and its triggers), counted from the rows on upgrading.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
@@ -225,6 +226,10 @@ class Journal:
                 if column == "sent":  # a journal from before: a claim it left may have been sent
                     conn.execute("UPDATE requests SET sent=updated WHERE state=?", (SUBMITTING,))
         if version != SCHEMA_VERSION:
+            for statement in self.store.triggers(ledger.count_sql):
+                conn.execute(statement)
+            conn.execute("DELETE FROM ledger_totals")
+            conn.execute(ledger.RECOUNT)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
@@ -273,7 +278,7 @@ class Journal:
 
         def write(conn):
             conn.executemany(f"INSERT INTO ledger ({_LEDGER_COLUMNS}) VALUES ({', '.join('?' * 17)})", rows)
-            return conn.execute(ledger.SPENT, (ledger.today(),)).fetchone()[0]
+            return _spent(conn, ledger.today())
 
         spent = self._step(write)
         self._note_spend(self._connect())
@@ -289,7 +294,7 @@ class Journal:
         if not self.path:
             return
         day = ledger.today()
-        spent = conn.execute(ledger.SPENT, (day,)).fetchone()[0]
+        spent = _spent(conn, day)
         part = self._spend_note.with_name(self._spend_note.name + ".part")
         try:
             part.write_text(f"{day} {spent!r}\n", encoding="ascii")
@@ -407,14 +412,7 @@ class Journal:
     # -- rows ----------------------------------------------------------------------------------
 
     def _row(self, conn, key: str) -> Optional[Entry]:
-        row = conn.execute(
-            "SELECT identity, endpoint, state, request_id, owner, response, file_path, files, detail, sent"
-            " FROM requests WHERE identity=?", (key,),
-        ).fetchone()
-        if row is None:
-            return None
-        files = json.loads(row[7]) if row[7] else ({"audio": row[6]} if row[6] else {})
-        return Entry(*row[:5], json.loads(row[5]) if row[5] else None, row[6], files, row[8], row[9])
+        return _entry(conn.execute(f"SELECT {_ENTRY} FROM requests r WHERE identity=?", (key,)).fetchone())
 
     def get(self, key: str) -> Optional[Entry]:
         return self._row(self._connect(), key)
@@ -440,7 +438,11 @@ class Journal:
         claimed = []
 
         def write(conn):
-            entry = self._row(conn, key)
+            day = ledger.today()
+            # Today's spend and the request's row in one read (one round trip to a database).
+            spent, *row = conn.execute(f"SELECT ({ledger.SPENT}), {_ENTRY} FROM (SELECT 1) AS one"
+                                       " LEFT JOIN requests r ON r.identity=?", (day, key)).fetchone()
+            entry = _entry(row if row[0] is not None else None)
             if held is not None and key in held:
                 return Entry(key, endpoint, UNCERTAIN, None, None, None, None, detail=held[key])
             if entry is not None and (entry.state in (COMPLETED, SUBMITTED) or (
@@ -450,11 +452,13 @@ class Journal:
                 return self._found_sent(conn, entry, held)
             if entry is not None and entry.state == SUBMITTING:
                 log.warning("%s: taking over the claim of %s, whose process is gone", endpoint, entry.owner)
-            now = time.time()
-            # A reservation left by a claim whose submit never went out is replaced by this one.
-            conn.execute("DELETE FROM ledger WHERE identity=? AND state=?", (key, RESERVED))
-            self._reserve(conn, key, endpoint, charge, limit, now)
-            conn.execute("DELETE FROM requests WHERE identity=?", (key,))  # a failed, uncertain or left claim
+            now, spent = time.time(), int(spent) / ledger.NANO
+            if entry is not None:  # a failed, uncertain or left claim
+                # A reservation left by a claim whose submit never went out is replaced by this one.
+                conn.execute("DELETE FROM ledger WHERE identity=? AND state=?", (key, RESERVED))
+                conn.execute("DELETE FROM requests WHERE identity=?", (key,))
+                spent = _spent(conn, day) if limit else spent
+            self._reserve(conn, key, endpoint, charge, limit, now, day, spent)
             conn.execute(
                 "INSERT INTO requests (identity, endpoint, state, owner, created, updated, lease)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)", (key, endpoint, SUBMITTING, OWNER, now, now, now + LEASE_SECONDS))
@@ -474,14 +478,13 @@ class Journal:
             self._note_spend(self._connect())
         return entry
 
-    def _reserve(self, conn, key: str, endpoint: str, charge: Optional[Charge], limit: float, now: float) -> None:
+    def _reserve(self, conn, key: str, endpoint: str, charge: Optional[Charge], limit: float, now: float, day: str,
+                 spent: float) -> None:
+        """Book the claim's estimate on `day`, unless it would take the day's `spent` past `limit`."""
         estimate = charge.usd if charge is not None else None
         price = charge.price if charge is not None else None
-        day = ledger.today()
-        if limit:
-            spent = conn.execute(ledger.SPENT, (day,)).fetchone()[0]
-            if estimate is None or spent + estimate > limit + 1e-9:
-                raise ledger.refusal(endpoint, spent, estimate, limit)
+        if limit and (estimate is None or spent + estimate > limit + 1e-9):
+            raise ledger.refusal(endpoint, spent, estimate, limit)
         conn.execute(
             "INSERT INTO ledger (identity, endpoint, day, state, units, unit, unit_price, price_source, time_based,"
             " round_up, estimate_usd, created, updated, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -538,8 +541,8 @@ class Journal:
     def _book(self, conn, key: str, state: str, paid: bool = False, **fields) -> Optional[Booked]:
         """Move the request's open ledger row (reserved or accepted) to `state` (paid: at its estimate);
         None if it has none (e.g. a kept result fetched again, whose row settled in an earlier run)."""
-        row = conn.execute("SELECT id, estimate_usd FROM ledger WHERE identity=? AND state IN (?, ?)"
-                           " ORDER BY id DESC LIMIT 1", (key, *OPEN)).fetchone()
+        row = conn.execute("SELECT id, estimate_usd, cost_usd, request_id FROM ledger WHERE identity=? AND state IN"
+                           " (?, ?) ORDER BY id DESC LIMIT 1", (key, *OPEN)).fetchone()
         if row is None:
             return None
         if paid:
@@ -547,8 +550,8 @@ class Journal:
         fields.update(state=state, updated=time.time())
         assignments = ", ".join(f"{name}=?" for name in fields)
         conn.execute(f"UPDATE ledger SET {assignments} WHERE id=?", (*fields.values(), row[0]))
-        return Booked(*conn.execute("SELECT state, estimate_usd, cost_usd, request_id FROM ledger WHERE id=?",
-                                    (row[0],)).fetchone())
+        cost = fields.get("cost_usd", row[2])
+        return Booked(state, row[1], None if cost is None else float(cost), fields.get("request_id", row[3]))
 
     def sending(self, key: str) -> None:
         """The submit goes out now: from here a claim left by a dead process may be on fal."""
@@ -670,16 +673,21 @@ class Journal:
         if not limit or not new:
             return
         total = None if any(usd is None for usd in new) else sum(new)
-        spent = conn.execute(ledger.SPENT, (ledger.today(),)).fetchone()[0]
+        spent = _spent(conn, ledger.today())
         if total is None or spent + total > limit + 1e-9:
             raise ledger.refusal(endpoint, spent, total, limit)
 
     def spent_today(self) -> float:
-        return float(self._connect().execute(ledger.SPENT, (ledger.today(),)).fetchone()[0])
+        return _spent(self._connect(), ledger.today())
 
     def spend_report(self, limit: float = 0.0) -> tuple:
         """The fal Spend node's text and today's spend in USD."""
-        return ledger.report(self.ledger_rows(), limit)
+        return ledger.report(self.spend_totals(), limit)
+
+    def spend_totals(self, days: int = ledger.REPORT_DAYS) -> list:
+        """The ledger's running totals of the last `days` days: (day, endpoint, worker, state, requests, nano_usd,
+        unknown), as ledger.report() reads them."""
+        return self._connect().execute(ledger.TOTALS, (ledger.first_day(days),)).fetchall()
 
     def ledger_rows(self, days: int = ledger.REPORT_DAYS) -> list:
         """The ledger rows of the last `days` days, oldest first: (day, endpoint, state, estimate_usd, cost_usd,
@@ -754,6 +762,22 @@ class Journal:
                          (content_hash, secrets.redact(url), time.time()))
 
         self._step(write)
+
+
+def _spent(conn, day: str) -> float:
+    """The spend booked on `day` in USD, from the ledger's running totals."""
+    return int(conn.execute(ledger.SPENT, (day,)).fetchone()[0]) / ledger.NANO
+
+
+_ENTRY = "r.identity, r.endpoint, r.state, r.request_id, r.owner, r.response, r.file_path, r.files, r.detail, r.sent"
+
+
+def _entry(row) -> Optional[Entry]:
+    """The Entry of a requests row read as _ENTRY, or None."""
+    if row is None:
+        return None
+    files = json.loads(row[7]) if row[7] else ({"audio": row[6]} if row[6] else {})
+    return Entry(*row[:5], json.loads(row[5]) if row[5] else None, row[6], files, row[8], row[9])
 
 
 def _renew_leases() -> None:

@@ -18,12 +18,18 @@ Days are local dates. Spend of a day = settled costs + estimates of requests res
 flight or possibly billed. Each row names the worker (ComfyUI machine) that wrote it: on a database
 shared by several workers, the spend and the limit are the team's, and the report adds a line per
 worker.
+
+The daily limit and the report read running totals per day, model, worker and state
+(`ledger_totals`: requests, the spend counted in whole nano-dollars, rows at an unknown price), never
+the rows, so they cost the same with a hundred rows or a million. Triggers on `ledger` keep them
+(money/store.py), in the transaction of the row they count: an insert, a move to another state or
+day, a refined cost, a deletion. Integer sums are exact, so the totals equal the sum of the rows.
 """
 
 import datetime
 import math
 import os
-from typing import Dict, Optional
+from typing import Dict, Iterable, NamedTuple, Optional
 
 from ..core.errors import FalAudioError, InvalidInput
 from .pricing import money
@@ -33,7 +39,9 @@ RESERVED, ACCEPTED, SETTLED, UNPAID, REUSED = "reserved", "accepted", "settled",
 UNCERTAIN = "uncertain"
 OPEN = (RESERVED, ACCEPTED)  # rows a later step of the request moves on
 AT_ESTIMATE = (RESERVED, ACCEPTED, UNCERTAIN)  # rows counted at their estimate
+PAID = (SETTLED, *AT_ESTIMATE)
 REPORT_DAYS = 7
+NANO = 10 ** 9  # the totals count whole nano-dollars
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -44,11 +52,41 @@ CREATE TABLE IF NOT EXISTS ledger (
     created REAL NOT NULL, updated REAL NOT NULL, worker TEXT);
 CREATE INDEX IF NOT EXISTS ledger_day ON ledger (day);
 CREATE INDEX IF NOT EXISTS ledger_identity ON ledger (identity, state);
+CREATE TABLE IF NOT EXISTS ledger_totals (
+    day TEXT NOT NULL, endpoint TEXT NOT NULL, worker TEXT NOT NULL, state TEXT NOT NULL,
+    requests BIGINT NOT NULL, nano_usd BIGINT NOT NULL, unknown BIGINT NOT NULL,
+    PRIMARY KEY (day, endpoint, worker, state));
 """
-# Spend of one day (parameter: the day).
-SPENT = ("SELECT COALESCE(SUM(CASE WHEN state='settled' THEN cost_usd"
-         " WHEN state IN ('reserved', 'accepted', 'uncertain') THEN estimate_usd ELSE 0 END), 0)"
-         " FROM ledger WHERE day=?")
+# Spend of one day in nano-dollars (parameter: the day).
+SPENT = "SELECT COALESCE(SUM(nano_usd), 0) FROM ledger_totals WHERE day=?"
+# The totals of the days from one on (parameter: the first day), as report() reads them.
+TOTALS = ("SELECT day, endpoint, worker, state, requests, nano_usd, unknown FROM ledger_totals"
+          " WHERE day>=? AND requests>0")
+
+
+def _counted_sql(row: str) -> tuple:
+    """SQL of what the ledger row `row` (a table or NEW/OLD) counts: (nano-dollars, 1 if at an unknown price)."""
+    usd = (f"CASE WHEN {row}.state='{SETTLED}' THEN {row}.cost_usd"
+           f" WHEN {row}.state IN {AT_ESTIMATE} THEN {row}.estimate_usd END")
+    return (f"COALESCE(CAST(ROUND(({usd}) * {NANO}) AS BIGINT), 0)",
+            f"CASE WHEN {row}.state IN {PAID} AND ({usd}) IS NULL THEN 1 ELSE 0 END")
+
+
+def count_sql(row: str, sign: int) -> str:
+    """The statement (for a trigger) that adds the ledger row `row` (NEW or OLD) to its totals (sign 1) or
+    takes it away (-1)."""
+    nano, unknown = _counted_sql(row)
+    return ("INSERT INTO ledger_totals (day, endpoint, worker, state, requests, nano_usd, unknown) VALUES"
+            f" ({row}.day, {row}.endpoint, COALESCE({row}.worker, ''), {row}.state, {sign}, {sign} * {nano},"
+            f" {sign} * {unknown}) ON CONFLICT (day, endpoint, worker, state) DO UPDATE SET"
+            " requests=ledger_totals.requests+excluded.requests, nano_usd=ledger_totals.nano_usd+excluded.nano_usd,"
+            " unknown=ledger_totals.unknown+excluded.unknown")
+
+
+# The totals counted again from every row (a schema upgrade: once).
+RECOUNT = ("INSERT INTO ledger_totals (day, endpoint, worker, state, requests, nano_usd, unknown)"
+           " SELECT day, endpoint, COALESCE(worker, ''), state, COUNT(*), SUM({0}), SUM({1}) FROM ledger"
+           " GROUP BY day, endpoint, COALESCE(worker, ''), state").format(*_counted_sql("ledger"))
 
 
 class SpendLimitReached(FalAudioError):
@@ -102,87 +140,106 @@ def possibly_billed(estimate: Optional[float]) -> str:
     return f"It is counted as possibly billed ({amount}) in the pack's spend and against today's spend limit."
 
 
+def nano(usd: float) -> int:
+    """`usd` in whole nano-dollars, rounded as SQLite's ROUND() does in the totals' triggers (PostgreSQL's
+    rounds an exact half to even: a nano-dollar apart at most, on a value no price gives)."""
+    scaled = usd * NANO
+    return int(scaled + (-0.5 if scaled < 0 else 0.5))
+
+
+def group(row) -> tuple:
+    """A ledger row (day, endpoint, state, estimate_usd, cost_usd[, worker]) as the totals count it: (day,
+    endpoint, worker, state, requests, nano_usd, unknown)."""
+    day, endpoint, state, estimate, cost, *worker = row
+    usd = cost if state == SETTLED else estimate if state in AT_ESTIMATE else None
+    return (day, endpoint, (worker or [""])[0] or "", state, 1, 0 if usd is None else nano(usd),
+            int(state in PAID and usd is None))
+
+
+class Tally(NamedTuple):
+    usd: float
+    paid: int  # requests settled, in flight or possibly billed
+    unknown: int  # of those, at an unknown price (not counted)
+    flying: int  # reserved or accepted: not finished yet
+    possibly: int  # possibly billed
+    reused: int  # kept results returned ($0)
+    unpaid: int  # never sent, failed or cancelled ($0)
+
+
+def tally(groups: Iterable) -> Tally:
+    """The sums of totals (day, endpoint, worker, state, requests, nano_usd, unknown)."""
+    nanos, counts = 0, dict.fromkeys((*PAID, UNPAID, REUSED), 0)
+    unknown = 0
+    for _, _, _, state, requests, nano_usd, unknown_here in groups:
+        nanos += int(nano_usd)
+        unknown += int(unknown_here)
+        counts[state] = counts.get(state, 0) + int(requests)
+    return Tally(nanos / NANO, sum(counts[state] for state in PAID), unknown, counts[RESERVED] + counts[ACCEPTED],
+                 counts[UNCERTAIN], counts[REUSED], counts[UNPAID])
+
+
 def spend(rows: list) -> tuple:
     """(USD, rows at an unknown price, rows not finished yet, rows possibly billed) of ledger rows
-    (day, endpoint, state, estimate_usd, cost_usd[, worker]): the one sum behind the report and the editor's panel."""
-    total, unknown, flying, possibly = 0.0, 0, 0, 0
-    for _, _, state, estimate, cost, *_ in rows:
-        if state == SETTLED:
-            if cost is None:
-                unknown += 1
-            total += cost or 0.0
-        elif state in AT_ESTIMATE:
-            flying += state in OPEN
-            possibly += state == UNCERTAIN
-            if estimate is None:
-                unknown += 1
-            total += estimate or 0.0
-    return total, unknown, flying, possibly
+    (day, endpoint, state, estimate_usd, cost_usd[, worker]): the sum the report makes of the same rows' totals."""
+    total = tally(map(group, rows))
+    return total.usd, total.unknown, total.flying, total.possibly
 
 
-def report(rows: list, limit: float = 0.0) -> tuple:
-    """The fal Spend node's text and today's spend in USD, from the ledger rows of the report's
-    days: (day, endpoint, state, estimate_usd, cost_usd[, worker]), oldest first."""
+def report(groups: list, limit: float = 0.0) -> tuple:
+    """The fal Spend node's text and today's spend in USD, from the totals of the report's days: (day,
+    endpoint, worker, state, requests, nano_usd, unknown) with requests > 0."""
     day, first = today(), first_day()
-    paid_states = (SETTLED, *AT_ESTIMATE)
 
-    def paid(rows):
-        return sum(1 for r in rows if r[2] in paid_states)
-
-    def line(label, rows):
-        usd, unknown, flying, possibly = spend(rows)
-        count = paid(rows)
-        text = f"{label}: {money(usd)} in {count} paid request{'s' if count != 1 else ''}"
+    def line(label, groups):
+        total = tally(groups)
+        text = f"{label}: {money(total.usd)} in {total.paid} paid request{'s' if total.paid != 1 else ''}"
         extras = []
-        if flying:
-            extras.append(f"{flying} not finished yet, counted at its estimate" if flying == 1
-                          else f"{flying} not finished yet, counted at their estimates")
-        if possibly:
-            extras.append(f"{possibly} possibly billed, counted at "
-                          + ("its estimate" if possibly == 1 else "their estimates"))
-        if unknown:
-            extras.append(f"{unknown} at an unknown price, not counted")
+        if total.flying:
+            extras.append(f"{total.flying} not finished yet, counted at its estimate" if total.flying == 1
+                          else f"{total.flying} not finished yet, counted at their estimates")
+        if total.possibly:
+            extras.append(f"{total.possibly} possibly billed, counted at "
+                          + ("its estimate" if total.possibly == 1 else "their estimates"))
+        if total.unknown:
+            extras.append(f"{total.unknown} at an unknown price, not counted")
         return text + (f" ({'; '.join(extras)})" if extras else "")
 
-    todays = [r for r in rows if r[0] == day]
-    today_usd = spend(todays)[0]
+    def by(column):  # name -> (its totals, their tally), the largest spend first (then by name)
+        named: Dict[str, list] = {}
+        for row in groups:
+            if row[column]:  # rows written before workers were named belong to none
+                named.setdefault(row[column], []).append(row)
+        return sorted(((name, some, tally(some)) for name, some in named.items()), key=lambda x: (-x[2].usd, x[0]))
+
+    todays = [g for g in groups if g[0] == day]
+    today_usd = tally(todays).usd
     lines = ["fal spend (the pack's estimates; fal's dashboard has the exact bill: https://fal.ai/dashboard/usage)",
              line(f"Today ({day})", todays)]
     if limit:
         lines.append(f"Daily limit: {money(limit)}, {money(max(0.0, limit - today_usd))} left today")
-    lines.append(line(f"Last {REPORT_DAYS} days (since {first})", rows))
-    per_model: Dict[str, list] = {}
-    for row in rows:
-        per_model.setdefault(row[1], []).append(row)
+    lines.append(line(f"Last {REPORT_DAYS} days (since {first})", groups))
+    per_model = by(1)
     if per_model:
         lines.append(f"Per model, last {REPORT_DAYS} days:")
-        for endpoint, group in sorted(per_model.items(), key=lambda item: -spend(item[1])[0]):
-            usd, unknown, _, _ = spend(group)
-            text = f"  {endpoint}: {money(usd)} in {paid(group)} paid"
-            free = sum(1 for r in group if r[2] in (UNPAID, REUSED))
-            if free:
-                text += f", {free} free (reused or failed/cancelled)"
-            if unknown:
-                text += f", {unknown} at an unknown price"
+        for endpoint, _, total in per_model:
+            text = f"  {endpoint}: {money(total.usd)} in {total.paid} paid"
+            if total.reused + total.unpaid:
+                text += f", {total.reused + total.unpaid} free (reused or failed/cancelled)"
+            if total.unknown:
+                text += f", {total.unknown} at an unknown price"
             lines.append(text)
-    per_worker: Dict[str, list] = {}
-    for row in rows:
-        if len(row) > 5 and row[5]:  # rows written before workers were named belong to none
-            per_worker.setdefault(row[5], []).append(row)
+    per_worker = by(2)
     if len(per_worker) > 1:
         lines.append(f"Per worker, last {REPORT_DAYS} days:")
-        for name, group in sorted(per_worker.items(), key=lambda item: -spend(item[1])[0]):
-            usd = spend(group)[0]
-            lines.append(f"  {name}: {money(usd)} in {paid(group)} paid, today "
-                         f"{money(spend([r for r in group if r[0] == day])[0])}")
-    possibly = [r for r in rows if r[2] == UNCERTAIN]
-    if possibly:
-        lines.append(f"Possibly billed, last {REPORT_DAYS} days: {len(possibly)} request"
-                     f"{'s' if len(possibly) != 1 else ''} whose submit may have reached fal without its answer "
+        for name, some, total in per_worker:
+            lines.append(f"  {name}: {money(total.usd)} in {total.paid} paid, today "
+                         f"{money(tally(g for g in some if g[0] == day).usd)}")
+    total = tally(groups)
+    if total.possibly:
+        lines.append(f"Possibly billed, last {REPORT_DAYS} days: {total.possibly} request"
+                     f"{'s' if total.possibly != 1 else ''} whose submit may have reached fal without its answer "
                      "being recorded, counted at the estimate (check the requests list at https://fal.ai/dashboard)")
-    free_rows = [r for r in rows if r[2] in (UNPAID, REUSED)]
-    if free_rows:
-        reused = sum(1 for r in free_rows if r[2] == REUSED)
-        lines.append(f"Free, last {REPORT_DAYS} days: {reused} kept results reused, {len(free_rows) - reused} "
+    if total.reused + total.unpaid:
+        lines.append(f"Free, last {REPORT_DAYS} days: {total.reused} kept results reused, {total.unpaid} "
                      "requests that failed or were cancelled ($0: fal bills successful outputs only)")
     return "\n".join(lines), round(today_usd, 6)

@@ -10,7 +10,8 @@ connection and translates the few things that differ:
   database, so a claim's limit check and reservation (and the claim of an identity) are never
   interleaved with another worker's;
 - placeholders (`%s`), column types (`DOUBLE PRECISION`, an identity column) and the list of a
-  table's columns (for upgrades).
+  table's columns (for upgrades);
+- the triggers that keep the ledger's running totals (money/ledger.py), in each one's words.
 
 psycopg (v3) is imported only when the URL is set: `pip install "psycopg[binary]"`.
 """
@@ -50,9 +51,24 @@ def scrub(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+# Each ledger row is counted in its day's totals by these triggers: a new row added, a deleted one taken away, an
+# updated one taken away as it was and added as it is.
+_COUNTED = "day, endpoint, worker, state, estimate_usd, cost_usd"  # the columns the totals depend on
+
+
 class Sqlite:
     kind = "sqlite"
     begin = ("BEGIN IMMEDIATE",)
+
+    @staticmethod
+    def triggers(count) -> tuple:
+        """The statements that (re)create the totals' triggers; count(row, sign): a statement adding a row."""
+        return ("DROP TRIGGER IF EXISTS ledger_counted_in", "DROP TRIGGER IF EXISTS ledger_counted_out",
+                "DROP TRIGGER IF EXISTS ledger_counted_again",
+                f"CREATE TRIGGER ledger_counted_in AFTER INSERT ON ledger BEGIN {count('NEW', 1)}; END",
+                f"CREATE TRIGGER ledger_counted_out AFTER DELETE ON ledger BEGIN {count('OLD', -1)}; END",
+                f"CREATE TRIGGER ledger_counted_again AFTER UPDATE OF {_COUNTED} ON ledger"
+                f" BEGIN {count('OLD', -1)}; {count('NEW', 1)}; END")
 
     def __init__(self, path: Path, timeout: float):
         self.path, self.timeout = path, timeout
@@ -96,7 +112,17 @@ class _Connection:
 
 class Postgres:
     kind = "postgres"
-    begin = ("BEGIN", f"SELECT pg_advisory_xact_lock({STEP_LOCK})")
+    # One round trip (two statements in one simple query): the lock is taken before the step reads anything.
+    begin = (f"BEGIN; SELECT pg_advisory_xact_lock({STEP_LOCK})",)
+
+    @staticmethod
+    def triggers(count) -> tuple:
+        return ("CREATE OR REPLACE FUNCTION fal_audio_ledger_counted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                f" IF TG_OP <> 'INSERT' THEN {count('OLD', -1)}; END IF;"
+                f" IF TG_OP <> 'DELETE' THEN {count('NEW', 1)}; END IF; RETURN NULL; END $$",
+                "DROP TRIGGER IF EXISTS ledger_counted ON ledger",
+                f"CREATE TRIGGER ledger_counted AFTER INSERT OR DELETE OR UPDATE OF {_COUNTED} ON ledger"
+                " FOR EACH ROW EXECUTE FUNCTION fal_audio_ledger_counted()")
 
     def __init__(self, url: str, source: str = ENV_URL):
         """`source`: where the URL is written (FAL_AUDIO_DATABASE_URL, a credentials profile), for messages."""
