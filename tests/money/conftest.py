@@ -5,7 +5,8 @@ but those about the SQLite file itself (marked `sqlite_only`), and the tests of 
 
 import pytest
 
-BOTH = {"test_journal.py", "test_money_safety.py", "test_journal_faults.py", "test_money_round2.py"}
+BOTH = {"test_journal.py", "test_money_safety.py", "test_journal_faults.py", "test_money_round2.py",
+        "test_totals.py"}
 
 
 def pytest_configure(config):
