@@ -5,15 +5,19 @@ server started for the run, tests/pg_server.py, or --url).
     python bench/books.py [--rows 100000] [--days 365] [--samples 500] [--url postgresql://...]
 
 With `--rows` recorded requests (completed, each with its settled ledger row, spread evenly over the last
-`--days` days: a claim sums today's rows, the report reads the last 7 days'):
-the reuse lookup of a recorded request (Journal.get), a claim of a new request with the daily limit
-checked, the whole claim-to-submit path of the journal (claim, sending, submitted: what the pack writes
-before and right after fal's answer), and the fal Spend report. Figures: median and 99th percentile in
-ms, as a Markdown table on stdout. A measurement, not a test.
+`--days` days; then checkpointed, and on PostgreSQL vacuumed and analysed, as a database that grew over
+time is): the reuse lookup of a recorded request (Journal.get), a claim of a new request with the daily
+limit checked, the whole claim-to-submit path of the journal (claim, sending, submitted: what the pack
+writes before and right after fal's answer), and the fal Spend report. Each step runs as the job runner
+runs it (Journal._attempt in this thread: a claim synced as the pack syncs it, the accepted request id at
+once). Figures: median and 99th percentile in ms, as a Markdown table on stdout; then the statements
+(PostgreSQL: round trips) of each step, and what one fsync of this machine's disk takes (what a synced
+commit waits for). A measurement, not a test.
 """
 
 import argparse
 import datetime
+import os
 import statistics
 import sys
 import tempfile
@@ -44,6 +48,11 @@ def fill(book, rows: int, days: int) -> list:
                                        for i, key in enumerate(keys)])
 
     book._step(write)
+    if book.path:
+        book._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:
+        for statement in ("VACUUM ANALYZE", "CHECKPOINT"):
+            book._connect().execute(statement)
     return keys
 
 
@@ -57,7 +66,8 @@ def timed(samples: int, step) -> tuple:
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-def measure(book, rows: int, days: int, samples: int) -> dict:
+def measure(book, rows: int, days: int, samples: int) -> tuple:
+    """(figures: step -> (median, p99), statements: step -> how many one run of it sends)."""
     journal = support.pack_module("money.journal")
     pricing = support.pack_module("money.pricing")
     keys = fill(book, rows, days)
@@ -65,21 +75,69 @@ def measure(book, rows: int, days: int, samples: int) -> dict:
     charge = pricing.Charge("fal-ai/lyria2", price, 1.0, 0.1)
     new = [uuid.uuid4().hex for _ in range(samples)]
     flow = [uuid.uuid4().hex for _ in range(samples)]
-    figures = {
-        "reuse lookup (get)": timed(samples, lambda i: book.get(keys[(i * 7919) % len(keys)])),
-        "claim (limit checked)": timed(samples, lambda i: book.claim(new[i], "fal-ai/lyria2", charge, 1e9)),
-    }
+
+    def step(op, *args, paid=False):  # as Journal.call runs it in the journal's thread
+        return book._attempt(op, args, paid)
+
+    def claim(key):
+        return step(book.claim, key, "fal-ai/lyria2", charge, 1e9)
 
     def claim_to_submit(i):
-        book.claim(flow[i], "fal-ai/lyria2", charge, 1e9)
-        book.sending(flow[i])
-        book.submitted(flow[i], f"req-{i}")
+        claim(flow[i])
+        step(book.sending, flow[i])
+        step(book.submitted, flow[i], f"req-{i}", paid=True)
 
-    figures["claim → sending → submitted"] = timed(samples, claim_to_submit)
-    figures["fal Spend report"] = timed(max(5, samples // 50), lambda i: book.spend_report(1e9))
-    for key in new + flow:
+    figures = {
+        "reuse lookup (get)": timed(samples, lambda i: step(book.get, keys[(i * 7919) % len(keys)])),
+        "claim (limit checked)": timed(samples, lambda i: claim(new[i])),
+        "claim → sending → submitted": timed(samples, claim_to_submit),
+        "fal Spend report": timed(max(5, samples // 50), lambda i: step(book.spend_report, 1e9)),
+    }
+    extra = uuid.uuid4().hex
+    statements = {
+        "claim": sent(book, lambda: claim(extra)),
+        "sending": sent(book, lambda: step(book.sending, extra)),
+        "submitted": sent(book, lambda: step(book.submitted, extra, "req-extra", paid=True)),
+    }
+    for key in new + flow + [extra]:
         journal._active.discard((book.place, key))
-    return figures
+    return figures, statements
+
+
+def sent(book, run) -> int:
+    """How many statements `run` sends on this thread's connection (each one round trip to PostgreSQL; not
+    counting those a trigger runs, nor SQLite's sync level)."""
+    conn, count = book._connect(), [0]
+    if book.path:  # a trigger's statements are traced with its outer statement's text: counted once
+        texts = []
+        conn.set_trace_callback(lambda text: texts.append(text) if texts[-1:] != [text] else None)
+        run()
+        conn.set_trace_callback(None)
+        return sum(not text.startswith("PRAGMA") for text in texts)
+    real = conn.execute
+
+    def counted(*args):
+        count[0] += 1
+        return real(*args)
+
+    conn.execute = counted
+    try:
+        run()
+    finally:
+        del conn.execute
+    return count[0]
+
+
+def fsync_ms(folder: Path, samples: int) -> tuple:
+    """One 4 KB write and fsync in `folder`: what every synced commit on this machine waits for at least."""
+    path = folder / "fsync-probe"
+    with open(path, "wb") as handle:
+        def write(_):
+            handle.write(b"\0" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        return timed(samples, write)
 
 
 def main() -> int:
@@ -90,16 +148,18 @@ def main() -> int:
     parser.add_argument("--url", default="")
     args = parser.parse_args()
     journal = support.pack_module("money.journal")
-    results, server = {}, None
+    results, statements, server = {}, {}, None
     with tempfile.TemporaryDirectory() as folder:
         sqlite_book = journal.Journal(Path(folder) / "journal.sqlite3")
-        results["SQLite"] = measure(sqlite_book, args.rows, args.days, args.samples)
+        results["SQLite"], statements["SQLite"] = measure(sqlite_book, args.rows, args.days, args.samples)
+        fsync = fsync_ms(Path(folder), args.samples)
     url = args.url
     try:
         if not url:
             server = PostgresServer(durable=True)
             url = server.start()
-        results["PostgreSQL"] = measure(journal.Journal(url=url), args.rows, args.days, args.samples)
+        results["PostgreSQL"], statements["PostgreSQL"] = measure(journal.Journal(url=url), args.rows, args.days,
+                                                                  args.samples)
     except RuntimeError as exc:
         print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
     finally:
@@ -113,6 +173,10 @@ def main() -> int:
     for step in next(iter(results.values())):
         print(f"| {step} | " + " | ".join(f"{results[name][step][0]:.2f} | {results[name][step][1]:.2f}"
                                           for name in results) + " |")
+    print("\nStatements sent per step: " + "; ".join(
+        f"{name}: " + ", ".join(f"{step} {count}" for step, count in counts.items())
+        for name, counts in statements.items()))
+    print(f"One 4 KB write + fsync on this disk: median {fsync[0]:.2f} ms, p99 {fsync[1]:.2f} ms.")
     return 0
 
 
