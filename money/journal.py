@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -75,6 +74,8 @@ BUSY_TIMEOUT = 30.0
 WAIT_CHECK = 0.1
 # A write of money already spent, refused because another program holds the lock, is retried this often.
 LOCKED_RETRY = 0.5
+# The spend note beside a SQLite journal: "day usd", padded to this many characters.
+_NOTE_WIDTH = 63
 # fal's storage keeps uploads for a while; reuse an uploaded clip's URL within this time.
 UPLOAD_REUSE_SECONDS = 12 * 3600
 
@@ -290,15 +291,16 @@ class Journal:
 
     def _note_spend(self, conn) -> None:
         """Write today's spend beside the journal (no sync: a crash of ComfyUI keeps it), for a journal
-        damaged beyond reading. (A shared database has no file to note it beside.)"""
+        damaged beyond reading. (A shared database has no file to note it beside.) One fixed-width record
+        written over the last in place: a rename or a truncation would make the file system flush it at once
+        (ext4 does), most of a claim's time."""
         if not self.path:
             return
         day = ledger.today()
-        spent = _spent(conn, day)
-        part = self._spend_note.with_name(self._spend_note.name + ".part")
+        record = f"{day} {_spent(conn, day)!r}".ljust(_NOTE_WIDTH).encode("ascii") + b"\n"
         try:
-            part.write_text(f"{day} {spent!r}\n", encoding="ascii")
-            os.replace(part, self._spend_note)
+            with open(self._spend_note, "r+b" if self._spend_note.exists() else "wb") as note:
+                note.write(record)
         except OSError as exc:
             log.debug("%s: spend note not written (%s)", self.path, type(exc).__name__)
 

@@ -195,3 +195,23 @@ def test_books_from_before_the_totals_are_counted_from_their_rows_once(tmp_path)
     assert again.claim("d", "fal-ai/x", charge(0.1), 0) is None  # the triggers count from here on
     check(again)
 
+
+
+@pytest.mark.sqlite_only
+def test_the_spend_note_written_in_place_keeps_only_the_newest_spend(tmp_path):
+    """The note beside the file is overwritten in place (no rename): a shorter figure after a longer one leaves
+    nothing of the longer behind, and a journal overwritten beyond reading carries the newest spend over."""
+    path = tmp_path / "journal.sqlite3"
+    book = journal.Journal(path)
+    assert book.claim("a", "fal-ai/x", charge(0.123456789012), 0) is None
+    book.release("a")
+    assert book.claim("b", "fal-ai/x", charge(0.1), 0) is None
+    assert path.with_name("journal.sqlite3.spend").read_text().split() == [ledger.today(), "0.1"]
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.write_bytes(b"overwritten by something else" * 200)
+    fresh = journal.Journal(path)
+    with pytest.raises(ledger.SpendLimitReached, match=r"recorded spend of \$0\.10"):
+        fresh._attempt(fresh.claim, ("c", "fal-ai/x", charge(0.1), 0.15), False)  # as the job runner claims
+    (notice,) = fresh.notices()
+    assert "Today's spend of $0.10 was kept (from the spend note beside the journal)" in notice
