@@ -7,7 +7,8 @@ following the stored request id if ComfyUI died while it was in flight.
 
 Each request has a row in `requests` (its story: reuse, resume) and rows in `ledger` (its
 money; states in money/ledger.py). Every step below writes both in ONE transaction, so a
-crash can never separate them; nothing else writes either table:
+crash can never separate them; nothing else writes either table. The ledger's triggers keep its
+running totals per day (what the daily limit and the fal Spend report read) in that same transaction:
 
   claim      requests: submitting (owner, lease)     ledger: reserved at the estimate, refused
                                                      if it would pass today's limit
@@ -400,9 +401,9 @@ class Journal:
     def _step_on(self, conn, write: Callable, *args):
         """One transaction around `write(conn, *args)` that holds the write lock from its start (SQLite:
         IMMEDIATE; PostgreSQL: the advisory lock every worker's steps take): all of it is written, or none."""
-        for statement in self.store.begin:
-            conn.execute(statement)
         try:
+            for statement in self.store.begin:
+                conn.execute(statement)
             result = write(conn, *args)
             conn.execute("COMMIT")
         except BaseException:

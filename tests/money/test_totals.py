@@ -3,6 +3,7 @@ rows the ledger holds) always equal a count of the rows themselves, after every 
 of the books (tests/money/conftest.py: BOTH); a journal from before the totals gets them counted from its rows, once."""
 
 import datetime
+import sqlite3
 
 import pytest
 
@@ -215,3 +216,30 @@ def test_the_spend_note_written_in_place_keeps_only_the_newest_spend(tmp_path):
         fresh._attempt(fresh.claim, ("c", "fal-ai/x", charge(0.1), 0.15), False)  # as the job runner claims
     (notice,) = fresh.notices()
     assert "Today's spend of $0.10 was kept (from the spend note beside the journal)" in notice
+
+
+def test_a_step_that_cannot_take_the_lock_leaves_the_books_fit_for_the_next(tmp_path):
+    """Another worker holds the step lock past this one's patience: the step fails, and the same connection
+    takes the next step (a failed lock wait left no half-open transaction behind)."""
+    path = tmp_path / "journal.sqlite3"
+    book = journal_at(path)
+    book.spent_today()  # opened (and its schema made) before the lock is held
+    if book.store.kind == "postgres":
+        import psycopg
+
+        book = journal.Journal(url=book.store.url + "?options=-c%20lock_timeout%3D200")
+        book.spent_today()
+        holder = psycopg.connect(book.store.url, autocommit=True)
+        holder.execute(f"BEGIN; SELECT pg_advisory_xact_lock({pack_module('money.store').STEP_LOCK})")
+    else:
+        book.store.timeout = 0.2
+        book._local.conn = None  # reopened with the shorter wait
+        book.spent_today()
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(book.store.errors):
+        book.claim("k", "fal-ai/x", charge(0.1), 1.0)
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert book.claim("k", "fal-ai/x", charge(0.1), 1.0) is None
+    check(book)
