@@ -147,15 +147,6 @@ def nano(usd: float) -> int:
     return int(scaled + (-0.5 if scaled < 0 else 0.5))
 
 
-def group(row) -> tuple:
-    """A ledger row (day, endpoint, state, estimate_usd, cost_usd[, worker]) as the totals count it: (day,
-    endpoint, worker, state, requests, nano_usd, unknown)."""
-    day, endpoint, state, estimate, cost, *worker = row
-    usd = cost if state == SETTLED else estimate if state in AT_ESTIMATE else None
-    return (day, endpoint, (worker or [""])[0] or "", state, 1, 0 if usd is None else nano(usd),
-            int(state in PAID and usd is None))
-
-
 class Tally(NamedTuple):
     usd: float
     paid: int  # requests settled, in flight or possibly billed
@@ -180,9 +171,22 @@ def tally(groups: Iterable) -> Tally:
 
 def spend(rows: list) -> tuple:
     """(USD, rows at an unknown price, rows not finished yet, rows possibly billed) of ledger rows
-    (day, endpoint, state, estimate_usd, cost_usd[, worker]): the sum the report makes of the same rows' totals."""
-    total = tally(map(group, rows))
-    return total.usd, total.unknown, total.flying, total.possibly
+    (day, endpoint, state, estimate_usd, cost_usd[, worker]): the sums the totals make of the same rows, to the bit."""
+    nanos = unknown = flying = possibly = 0
+    for _, _, state, estimate, cost, *_ in rows:
+        if state == SETTLED:
+            usd = cost
+        elif state in AT_ESTIMATE:
+            usd = estimate
+            flying += state in OPEN
+            possibly += state == UNCERTAIN
+        else:
+            continue
+        if usd is None:
+            unknown += 1
+        else:
+            nanos += nano(usd)
+    return nanos / NANO, unknown, flying, possibly
 
 
 def report(groups: list, limit: float = 0.0) -> tuple:
