@@ -66,11 +66,13 @@ def timed(samples: int, step) -> tuple:
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-def measure(book, rows: int, days: int, samples: int) -> tuple:
+def measure(book, rows: int, days: int, samples: int, unsynced: bool = False) -> tuple:
     """(figures: step -> (median, p99), statements: step -> how many one run of it sends)."""
     journal = support.pack_module("money.journal")
     pricing = support.pack_module("money.pricing")
     keys = fill(book, rows, days)
+    if unsynced and book.path:  # no checkpoint (its sync of the database file) during the timed steps
+        book._connect().execute("PRAGMA wal_autocheckpoint=0")
     price = pricing.Price("fal-ai/lyria2", 0.1, "request", "bench")
     charge = pricing.Charge("fal-ai/lyria2", price, 1.0, 0.1)
     new = [uuid.uuid4().hex for _ in range(samples)]
@@ -146,28 +148,33 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--url", default="")
+    parser.add_argument("--unsynced", action="store_true",
+                        help="what the steps cost without the disk: SQLite without its WAL checkpoints, the private "
+                             "PostgreSQL server without fsync (not how the pack runs)")
     args = parser.parse_args()
     journal = support.pack_module("money.journal")
     results, statements, server = {}, {}, None
     with tempfile.TemporaryDirectory() as folder:
         sqlite_book = journal.Journal(Path(folder) / "journal.sqlite3")
-        results["SQLite"], statements["SQLite"] = measure(sqlite_book, args.rows, args.days, args.samples)
+        results["SQLite"], statements["SQLite"] = measure(sqlite_book, args.rows, args.days, args.samples,
+                                                          args.unsynced)
         fsync = fsync_ms(Path(folder), args.samples)
     url = args.url
     try:
         if not url:
-            server = PostgresServer(durable=True)
+            server = PostgresServer(durable=not args.unsynced)
             url = server.start()
         results["PostgreSQL"], statements["PostgreSQL"] = measure(journal.Journal(url=url), args.rows, args.days,
-                                                                  args.samples)
+                                                                  args.samples, args.unsynced)
     except RuntimeError as exc:
         print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
     finally:
         if server:
             server.remove()
     print(f"With {args.rows:,} recorded requests over {args.days} days; {args.samples} samples each (the report: "
-          "fewer); ms. SQLite: WAL, synced as the pack syncs; PostgreSQL 15 on this machine (fsync on), over TCP on "
-          "127.0.0.1.\n")
+          "fewer); ms. " + ("UNSYNCED (--unsynced): SQLite without WAL checkpoints, PostgreSQL 15 with fsync off"
+                           if args.unsynced else "SQLite: WAL, synced as the pack syncs; PostgreSQL 15 on this machine "
+                           "(fsync on)") + ", over TCP on 127.0.0.1.\n")
     print("| step | " + " | ".join(f"{name} median | {name} p99" for name in results) + " |")
     print("|---|" + "---:|---:|" * len(results))
     for step in next(iter(results.values())):
