@@ -88,8 +88,8 @@ def list_run(emulator, items: int, cap: int, job_seconds: float) -> None:
     print(f"{items} items of one Lyria 2 node in one prompt, {job_seconds:g} s jobs, cap {cap} in flight; "
           f"each output {CLIP_SECONDS:g} s {CLIP_RATE // 1000} kHz {CLIP_CHANNELS} ch.\n")
     print("| figure | measured | target | ratio |\n|---|---:|---|---:|")
-    print(f"| wall time of the list | {wall:.1f} s | ≤ {target:.1f} s ({TARGET:g} × {items}/{cap} × {job_seconds:g} s)"
-          f" | {wall / target:.2f} |")
+    print(f"| wall time of the list | {wall:.1f} s | ≤ {target:.1f} s ({TARGET:g} × {items}/{cap} × "
+          f"{job_seconds:g} s) | {wall / target:.2f} |")
     print(f"| one node, one job (for scale) | {one:.2f} s | | |")
     print(f"| most requests in flight | {slots.peak} | ≤ {cap} | {slots.peak / cap:.2f} |")
     increase = memory.peak - before
