@@ -159,8 +159,8 @@ class Tally(NamedTuple):
 
 def tally(groups: Iterable) -> Tally:
     """The sums of totals (day, endpoint, worker, state, requests, nano_usd, unknown)."""
-    nanos, counts = 0, dict.fromkeys((*PAID, UNPAID, REUSED), 0)
-    unknown = 0
+    nanos = unknown = 0
+    counts = dict.fromkeys((*PAID, UNPAID, REUSED), 0)
     for _, _, _, state, requests, nano_usd, unknown_here in groups:
         nanos += int(nano_usd)
         unknown += int(unknown_here)
