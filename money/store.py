@@ -122,7 +122,7 @@ class Postgres:
                 f" IF TG_OP <> 'DELETE' THEN {count('NEW', 1)}; END IF; RETURN NULL; END $$",
                 "DROP TRIGGER IF EXISTS ledger_counted ON ledger",
                 f"CREATE TRIGGER ledger_counted AFTER INSERT OR DELETE OR UPDATE OF {_COUNTED} ON ledger"
-                " FOR EACH ROW EXECUTE FUNCTION fal_audio_ledger_counted()")
+                " FOR EACH ROW EXECUTE PROCEDURE fal_audio_ledger_counted()")  # PROCEDURE: PostgreSQL 10 too
 
     def __init__(self, url: str, source: str = ENV_URL):
         """`source`: where the URL is written (FAL_AUDIO_DATABASE_URL, a credentials profile), for messages."""
