@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emulator_models import FakeVideo, serve_every_endpoint, video_result
-from support import CANARY_KEY, PACK_DIR, defaults, load_pack, run_node
+from support import CANARY_KEY, PACK_DIR, defaults, load_pack, pack_module, run_node
 
 VIDEO = "FalAudioMMAudioVideoToAudio"
 ENDPOINT = "fal-ai/mmaudio-v2"
@@ -93,7 +93,11 @@ def test_requeueing_the_same_frames_pays_once(fal, nodes):
     inputs = defaults(nodes[VIDEO], images=frames(24, 16, 16), prompt="rain")
     first = run_node(nodes[VIDEO], **inputs)[0]
     second = run_node(nodes[VIDEO], **inputs)[0]
-    assert len(fal.submissions) == 1 and len(fal.uploads) == 1
+    journal = pack_module("money.journal").current()
+    assert len(fal.submissions) == 1 and len(fal.uploads) == 1, (
+        [(s.request_id, s.payload) for s in fal.submissions], [len(u.data) for u in fal.uploads],
+        journal._connect().execute("SELECT identity, state, request_id, detail FROM requests").fetchall(),
+        journal._connect().execute("SELECT state, request_id, detail FROM ledger").fetchall())
     assert torch.equal(first["waveform"], second["waveform"])
 
 
