@@ -85,50 +85,50 @@ def _limit() -> tuple:
 
 
 async def spend() -> dict:
+    """Today against the limit, the last CHART_DAYS days, the last 7 days per model and per worker: from the books'
+    running totals (as the fal Spend node), so a push costs the same however many requests the books hold."""
     from ..money import ledger, pricing
 
-    rows = await asyncio.to_thread(_books().ledger_rows, CHART_DAYS)
+    groups = await asyncio.to_thread(_books().spend_totals, CHART_DAYS)
     today, week = ledger.today(), ledger.first_day()
-    usd, unknown, flying, possibly = ledger.spend([r for r in rows if r[0] == today])
+    now = ledger.tally(g for g in groups if g[0] == today)
     limit, limit_source = _limit()
     start = datetime.date.today() - datetime.timedelta(days=CHART_DAYS - 1)
     days = [(start + datetime.timedelta(days=n)).isoformat() for n in range(CHART_DAYS)]
-    per_day = {day: 0.0 for day in days}
+    per_day = {day: ledger.tally(g for g in groups if g[0] == day).usd for day in days}
     models: dict = {}
     workers: dict = {}
-    for row in rows:
-        if row[0] in per_day:
-            per_day[row[0]] += ledger.spend([row])[0]
-        if row[0] >= week:
-            models.setdefault(row[1], []).append(row)
-            if row[5]:  # rows written before workers were named belong to none
-                workers.setdefault(row[5], []).append(row)
+    for group in groups:
+        if group[0] >= week:
+            models.setdefault(group[1], []).append(group)
+            if group[2]:  # rows written before workers were named belong to none
+                workers.setdefault(group[2], []).append(group)
     prices = await pricing.lookup(models, None)  # no key: the price cache, else the pack's table (no call)
     per_model = []
-    for endpoint, group in models.items():
-        total, unknown_here, _, _ = ledger.spend(group)
+    for endpoint, found in models.items():
+        total = ledger.tally(found)
         price = prices[endpoint]
         fetched = pricing.fetched(endpoint) if price.source.startswith("fal API") else None
         per_model.append({
-            "endpoint": endpoint, "usd": round(total, 6), "text": pricing.money(total),
-            "paid": sum(1 for r in group if r[2] in (ledger.SETTLED, *ledger.AT_ESTIMATE)),
-            "free": sum(1 for r in group if r[2] in (ledger.UNPAID, ledger.REUSED)), "unknown": unknown_here,
+            "endpoint": endpoint, "usd": round(total.usd, 6), "text": pricing.money(total.usd), "paid": total.paid,
+            "free": total.reused + total.unpaid, "unknown": total.unknown,
             "price": {"text": price.describe(), "source": price.source,
                       "fetched": None if fetched is None else
                       datetime.datetime.fromtimestamp(fetched).isoformat(timespec="seconds")}})
-    per_model.sort(key=lambda model: -model["usd"])
+    per_model.sort(key=lambda model: (-model["usd"], model["endpoint"]))
     per_worker = []
-    for name, group in workers.items():
-        total, today_usd = ledger.spend(group)[0], ledger.spend([r for r in group if r[0] == today])[0]
-        per_worker.append({"worker": name, "usd": round(total, 6), "text": pricing.money(total),
-                           "paid": sum(1 for r in group if r[2] in (ledger.SETTLED, *ledger.AT_ESTIMATE)),
-                           "today_usd": round(today_usd, 6), "today_text": pricing.money(today_usd)})
-    per_worker.sort(key=lambda worker: -worker["usd"])
-    return {"today": {"day": today, "usd": round(usd, 6), "text": pricing.money(usd), "in_flight": flying,
-                      "possibly_billed": possibly, "unknown_price": unknown},
+    for name, found in workers.items():
+        total, today_usd = ledger.tally(found), ledger.tally(g for g in found if g[0] == today).usd
+        per_worker.append({"worker": name, "usd": round(total.usd, 6), "text": pricing.money(total.usd),
+                           "paid": total.paid, "today_usd": round(today_usd, 6),
+                           "today_text": pricing.money(today_usd)})
+    per_worker.sort(key=lambda worker: (-worker["usd"], worker["worker"]))
+    return {"today": {"day": today, "usd": round(now.usd, 6), "text": pricing.money(now.usd),
+                      "in_flight": now.flying, "possibly_billed": now.possibly, "unknown_price": now.unknown},
             "limit": {"usd": limit, "text": pricing.money(limit) if limit else "none",
-                      "left_usd": round(max(0.0, limit - usd), 6) if limit else None,
-                      "left_text": pricing.money(max(0.0, limit - usd)) if limit else None, "source": limit_source},
+                      "left_usd": round(max(0.0, limit - now.usd), 6) if limit else None,
+                      "left_text": pricing.money(max(0.0, limit - now.usd)) if limit else None,
+                      "source": limit_source},
             "days": [{"day": day, "usd": round(per_day[day], 6), "text": pricing.money(per_day[day])} for day in days],
             "models": per_model,
             "workers": per_worker if len(per_worker) > 1 else []}  # as the fal Spend node: once two have booked

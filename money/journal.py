@@ -692,12 +692,6 @@ class Journal:
         unknown), as ledger.report() reads them."""
         return self._connect().execute(ledger.TOTALS, (ledger.first_day(days),)).fetchall()
 
-    def ledger_rows(self, days: int = ledger.REPORT_DAYS) -> list:
-        """The ledger rows of the last `days` days, oldest first: (day, endpoint, state, estimate_usd, cost_usd,
-        worker)."""
-        return self._connect().execute("SELECT day, endpoint, state, estimate_usd, cost_usd, worker FROM ledger"
-                                       " WHERE day>=? ORDER BY id", (ledger.first_day(days),)).fetchall()
-
     def results(self, count: int = 50, request_id: Optional[str] = None) -> list:
         """The newest paid or reused results (or those of one request id), newest first: dicts of the ledger
         row (time, endpoint, state, request_id, identity, cost_usd) and the request's kept `files` (name -> path)."""
