@@ -179,11 +179,7 @@ def postgres_server():
 @pytest.fixture
 def postgres(postgres_server, monkeypatch):
     """The pack's books on the test server (FAL_AUDIO_DATABASE_URL), in an empty database; returns its URL."""
-    import psycopg
-
-    url = postgres_server.url()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS schema_version, requests, ledger, uploads")
+    url = postgres_server.empty_books()
     monkeypatch.setenv("FAL_AUDIO_DATABASE_URL", url)
     pack_module("money.journal").forget_open()
     yield url

@@ -57,6 +57,14 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def empty_books(self) -> str:
+        """The default database without any of the pack's tables (the next journal creates them anew); its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS schema_version, requests, ledger, ledger_totals, uploads")
+        return self.url()
+
     def _run(self, tool: str, *args: str) -> None:
         done = subprocess.run([*self._as, str(self.bindir / tool), *args], capture_output=True, text=True,
                               timeout=60)

@@ -58,17 +58,13 @@ def test_the_database_is_taken_from_a_credentials_profile_beside_the_journal(fal
                                                                             monkeypatch):
     import json
 
-    import psycopg
-
     from support import CANARY_KEY
 
     fal.set_handler("fal-ai/lyria2", lambda payload: fal.file_result(seconds=1.0, rate=48000, channels=2))
     pack_module("money.journal").forget_open()
     lyria(nodes, seed=1)
     source = comfy.user_dir / "fal-audio" / "journal.sqlite3"
-    url = postgres_server.url()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS schema_version, requests, ledger, uploads")
+    url = postgres_server.empty_books()
     secret_url = url.replace("postgres@", "postgres:pw-not-shown@")
     (source.parent / "credentials.json").write_text(json.dumps(
         {"default": CANARY_KEY, "team": {"key": CANARY_KEY, "database_url": secret_url}}))

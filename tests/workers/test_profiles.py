@@ -26,12 +26,7 @@ def journal():
 @pytest.fixture
 def team_url(postgres_server, journal):
     """The test server's database, empty, as a URL with a password (the server trusts any)."""
-    import psycopg
-
-    url = postgres_server.url()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS schema_version, requests, ledger, uploads")
-    return url.replace("postgres@", f"postgres:{PASSWORD}@")
+    return postgres_server.empty_books().replace("postgres@", f"postgres:{PASSWORD}@")
 
 
 @pytest.fixture
