@@ -70,12 +70,6 @@ class FalAudioNode:
     NULL: Dict[str, object] = {}
     # The largest seed the model takes.
     SEED_MAX = widgets.SEED_MAX
-    # Cost facts for the estimate before paying (money.pricing turns them into the price's units).
-    # OUTPUT_SECONDS: seconds of audio one request makes: a number (a fixed length), the name of the request
-    # field that holds it, or None (unknown before the run). TEXT_FIELD: the request field whose characters
-    # per-character prices bill. Nodes whose cost depends on more (an input clip's length) override billing().
-    OUTPUT_SECONDS = None
-    TEXT_FIELD = None
     # The node(s) to use instead, named when fal answers 404 to a submit (it no longer serves ENDPOINT).
     SUCCESSOR = ""
     # Input clip limits: (min_seconds, max_seconds) every clip of every audio socket must lie in (None: no
@@ -83,13 +77,10 @@ class FalAudioNode:
     INPUT_SECONDS = None
 
     def billing(self, request: dict, clips: Dict[str, dict]) -> dict:
-        """What one request is billed by: {"seconds": float or None, "characters": int or None}."""
-        seconds = self.OUTPUT_SECONDS
-        if isinstance(seconds, str):
-            seconds = request.get(seconds)
-        text = request.get(self.TEXT_FIELD) if self.TEXT_FIELD else None
-        return {"seconds": float(seconds) if isinstance(seconds, (int, float)) else None,
-                "characters": len(text) if isinstance(text, str) else None}
+        """What one request is billed by, for the estimate before paying (money.pricing turns it into the price's
+        units): {"seconds": float or None, "characters": int or None}. A spec's `price` says it (nodes/spec.py);
+        None: unknown before the run."""
+        return {"seconds": None, "characters": None}
 
     def prepare(self, request: dict) -> dict:
         """Widget values -> fal's fields where they differ (a unit, JSON text, a nested setting). Runs before

@@ -388,7 +388,7 @@ def _parse_json(text: str, node: str, field: str):
 
 def attributes(spec: dict) -> dict:
     """A node class's attributes from its spec."""
-    items, price = spec["inputs"], spec.get("price", {})
+    items = spec["inputs"]
     kinds = {i["name"]: i["kind"] for i in items}
     return {
         "SPEC": spec, "ENDPOINT": spec["endpoint"], "DISPLAY_NAME": spec["name"], "DESCRIPTION": spec["description"],
@@ -404,7 +404,6 @@ def attributes(spec: dict) -> dict:
         "NESTED": {i["name"]: i["field"] for i in items if "." in i.get("field", "") and kinds[i["name"]] not in MEDIA},
         "OVERRIDES": {i["name"]: i["replaces"] for i in items if "replaces" in i},
         "NUMERIC_CHOICES": tuple(i["name"] for i in items if i.get("number")),
-        "OUTPUT_SECONDS": price.get("seconds"), "TEXT_FIELD": price.get("characters"),
         "INPUT_SECONDS": tuple(spec["input_seconds"]) if "input_seconds" in spec else None,
         "RESULT_FILE": spec.get("result_file", "audio"), "SUCCESSOR": spec.get("successor", ""),
     }

@@ -459,20 +459,13 @@ def test_bad_limit_is_refused_naming_the_field(fal, nodes, comfy, monkeypatch, v
 # ------------------------------------------------------------------ the editor's price badges
 
 routes = pack_module("editor.routes")
-base_module = pack_module("nodes.base")
 
 
-class SpeechForTest(base_module.FalAudioNode):
-    """A per-character model, as the TTS nodes declare it."""
-
-    ENDPOINT = "fal-ai/elevenlabs/tts/eleven-v3"
-    DISPLAY_NAME = "TTS (test)"
-    TEXT_FIELD = "text"
-    REQUIRED_TEXT = ("text",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return pack_module("nodes.widgets").node_inputs({"text": ("STRING", {"default": "", "multiline": True})})
+# A per-character model, declared as the TTS nodes are.
+SpeechForTest = pack_module("nodes.spec").node_class("SpeechForTest", {
+    "endpoint": "fal-ai/elevenlabs/tts/eleven-v3", "name": "TTS (test)", "description": "", "task": "speech",
+    "inputs": [{"name": "text", "kind": "multiline", "required": True}], "outputs": [{"name": "audio", "type": "AUDIO"}],
+    "price": {"characters": "text"}})
 
 
 def badge_answer(nodes, items, classes=None):

@@ -169,7 +169,7 @@ def test_speech_is_billed_by_characters(nodes):
         node = nodes[name]()
         (request, _, _), = node.requests(defaults(nodes[name], **{field: "x" * 1234}))
         assert node.billing(request, {}) == {"seconds": None, "characters": 1234}
-        assert node.TEXT_FIELD == field and node.OUTPUT_SECONDS is None
+        assert node.SPEC["price"] == {"characters": field}
 
 
 # --- transcription ----------------------------------------------------------------------------------
