@@ -95,15 +95,19 @@ class Music(OutputFormat):
         return {"seconds": seconds, "characters": None}
 
 
+def check_language_code(request: dict, check) -> None:
+    """An ElevenLabs language code, when one is given, is two letters (ISO 639-1)."""
+    if "language_code" in request:
+        check(LANGUAGE_CODE.fullmatch(request["language_code"]) is not None, "language_code",
+              f"is {request['language_code']!r}; use a two-letter ISO 639-1 code such as 'en' (or leave it empty)")
+
+
 class Speech:
     def validate(self, request, clips):
         voice = request.get("voice", self.item("voice")["default"])
         self.check(voice in self.item("voice")["options"] or VOICE_ID.fullmatch(voice) is not None, "voice_id",
                    f"is {voice!r}, which is not an ElevenLabs voice id (20 letters and digits)")
-        if "language_code" in request:
-            self.check(LANGUAGE_CODE.fullmatch(request["language_code"]) is not None, "language_code",
-                       f"is {request['language_code']!r}; use a two-letter ISO 639-1 code such as 'en' (or leave it "
-                       "empty)")
+        check_language_code(request, self.check)
 
 
 def voice_problem(voice: str) -> str:
@@ -153,10 +157,7 @@ class Dialogue:
         self.check(len(request.get("pronunciation_dictionary_locators", [])) <= MAX_LOCATORS,
                    "pronunciation_dictionary_locators", f"has more than {MAX_LOCATORS} locators; fal takes at most "
                                                         f"{MAX_LOCATORS}")
-        if "language_code" in request:
-            self.check(LANGUAGE_CODE.fullmatch(request["language_code"]) is not None, "language_code",
-                       f"is {request['language_code']!r}; use a two-letter ISO 639-1 code such as 'en' (or leave it "
-                       "empty)")
+        check_language_code(request, self.check)
         return request
 
     def billing(self, request, clips):

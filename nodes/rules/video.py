@@ -30,6 +30,14 @@ def video_seconds(data: bytes):
         return None
 
 
+def picture_seconds(data: bytes, check, field: str) -> tuple:
+    """(seconds, frames per second or None) of a VIDEO's file; refused (naming `field`) when it states no length."""
+    stated = video_seconds(data)
+    check(stated is not None, field, "states no length (no readable picture stream): save it as an MP4 first, e.g. "
+                                     "with Save Video, and load that")
+    return stated
+
+
 class VideoToAudio:
     def billing(self, request, clips):
         # 0 = match the frames: known only in a run, where requests() puts the picture's length in.
@@ -86,10 +94,7 @@ class VideoToAudio:
         from ...media.video import video_file
 
         data, content_type, extension = video_file(video, self.DISPLAY_NAME, "video")
-        stated = video_seconds(data)
-        self.check(stated is not None, "video", "states no length (no readable picture stream): save it as an "
-                                                "MP4 first, e.g. with Save Video, and load that")
-        seconds, fps = stated
+        seconds, fps = picture_seconds(data, self.check, "video")
         rate = f" at {fps:g} fps" if fps else ""
         return (data, content_type, f"video.{extension}"), seconds, f"lasts {seconds:.2f} s{rate}", "video"
 
@@ -112,10 +117,7 @@ class VideoLimits:
         self.check(megabytes <= self.SPEC["video_megabytes"], item["name"],
                    f"is a {megabytes:.0f} MB file; {self.DISPLAY_NAME[:-6]} takes at most "
                    f"{self.SPEC['video_megabytes']:g} MB")
-        stated = video_seconds(upload.data)
-        self.check(stated is not None, item["name"], "states no length (no readable picture stream): save it as an "
-                                                     "MP4 first, e.g. with Save Video, and load that")
-        seconds = stated[0]
+        seconds, _ = picture_seconds(upload.data, self.check, item["name"])
         self.check(least - 1e-6 <= seconds <= most + 1e-6, item["name"],
                    f"lasts {seconds:.2f} s; {self.DISPLAY_NAME[:-6]} takes videos of {least:g}-{most:g} s")
         return upload
