@@ -14,23 +14,13 @@ Needs `pip install "psycopg[binary]"`.
 """
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 PACK_DIR = Path(__file__).resolve().parent.parent
-PACKAGE = "fal_audio_import"
-
-
-def pack(name: str):
-    """A module of the pack (e.g. "money.journal"), without loading the pack's nodes (no ComfyUI needed)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE, PACK_DIR / "__init__.py",
-                                                      submodule_search_locations=[str(PACK_DIR)])
-        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)  # its __init__ (the nodes) is not run
-    return importlib.import_module(f"{PACKAGE}.{name}")
+sys.path.insert(0, str(PACK_DIR / "scripts"))
+from _pack import pack  # noqa: E402 - the pack's modules (money.journal), without its nodes
 
 
 def main(argv=None) -> int:
