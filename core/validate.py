@@ -13,8 +13,8 @@ from .errors import invalid
 
 
 def widgets(node: str, spec: dict, values: dict) -> None:
-    """Refuse NaN/inf FLOATs and text that is not valid Unicode, naming the field. (Ranges are
-    ComfyUI's to check; nodes check the ones that decide what is paid for.)"""
+    """Refuse NaN/inf FLOATs and text that is not valid Unicode, naming the field. (A model node's ranges, lengths
+    and required inputs are checked from its spec: nodes/spec.py.)"""
     for section in ("required", "optional"):
         for name, declaration in (spec.get(section) or {}).items():
             if name not in values or values[name] is None:
