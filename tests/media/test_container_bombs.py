@@ -76,30 +76,28 @@ def aiff(*chunks: bytes) -> bytes:
     return b"FORM" + struct.pack(">I", len(body)) + body
 
 
-def adts(tag: bytes = b"") -> bytes:
-    """Half a second of AAC in an ADTS stream, `tag` between its first and second frame."""
+def half_second(container_format: str, codec: str, dtype, sample_format: str) -> bytes:
+    """Half a second of 8 kHz mono silence in `container_format`, encoded with `codec`."""
     out = io.BytesIO()
-    with av.open(out, "w", format="adts") as container:
-        stream = container.add_stream("aac", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4000), dtype=np.float32), format="fltp", layout="mono")
+    with av.open(out, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4000), dtype=dtype), format=sample_format, layout="mono")
         frame.sample_rate = 8000
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
-    stream = out.getvalue()
+    return out.getvalue()
+
+
+def adts(tag: bytes = b"") -> bytes:
+    """Half a second of AAC in an ADTS stream, `tag` between its first and second frame."""
+    stream = half_second("adts", "aac", np.float32, "fltp")
     first = (stream[3] & 3) << 11 | stream[4] << 3 | stream[5] >> 5  # the frame length in its header
     return stream[:first] + tag + stream[first:]
 
 
 def asf(*tags: bytes) -> bytes:
     """Half a second of PCM in an ASF (WMA) file, each of `tags` an "ID3" entry of its header's metadata."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="asf") as container:
-        stream = container.add_stream("pcm_s16le", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4000), dtype=np.int16), format="s16", layout="mono")
-        frame.sample_rate = 8000
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    file = bytearray(out.getvalue())
+    file = bytearray(half_second("asf", "pcm_s16le", np.int16, "s16"))
     if not tags:
         return bytes(file)
     name = "ID3\0".encode("utf-16-le")
