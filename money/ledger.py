@@ -169,26 +169,6 @@ def tally(groups: Iterable) -> Tally:
                  counts[UNCERTAIN], counts[REUSED], counts[UNPAID])
 
 
-def spend(rows: list) -> tuple:
-    """(USD, rows at an unknown price, rows not finished yet, rows possibly billed) of ledger rows
-    (day, endpoint, state, estimate_usd, cost_usd[, worker]): the sums the totals make of the same rows, to the bit."""
-    nanos = unknown = flying = possibly = 0
-    for _, _, state, estimate, cost, *_ in rows:
-        if state == SETTLED:
-            usd = cost
-        elif state in AT_ESTIMATE:
-            usd = estimate
-            flying += state in OPEN
-            possibly += state == UNCERTAIN
-        else:
-            continue
-        if usd is None:
-            unknown += 1
-        else:
-            nanos += nano(usd)
-    return nanos / NANO, unknown, flying, possibly
-
-
 def report(groups: list, limit: float = 0.0) -> tuple:
     """The fal Spend node's text and today's spend in USD, from the totals of the report's days: (day,
     endpoint, worker, state, requests, nano_usd, unknown) with requests > 0."""
