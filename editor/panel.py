@@ -10,8 +10,8 @@ GET  /fal_audio/panel/recent       the last 50 paid or reused results of the jou
 GET  /fal_audio/panel/play/{id}    a kept result file (?output=name for a request that kept several)
 POST /fal_audio/panel/fetch-again  {"request_id"}: download fal's copy of a kept file that was deleted
 
-Every number comes from the money package's own reads (the journal's ledger rows summed by ledger.spend, the
-sum behind the fal Spend node): the panel and the node agree to the cent. Answers are JSON without the key
+Every number comes from the money package's own reads (the books' running totals summed by ledger.tally, as for
+the fal Spend node): the panel and the node agree to the cent. Answers are JSON without the key
 (scrubbed), reads only touch the journal, the ledger and the kept files; a file is served only if it lies
 inside the pack's kept-results folders. The server pushes "fal_audio.panel" events over ComfyUI's websocket
 when a request starts, changes state or ends (throttled): {"requests": [...], "spend": {...}}.
